@@ -1,0 +1,1 @@
+"""onnxcomp: compress ONNX models and check them with onnxruntime."""
