@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import FIXTURES, fixture_path, gemm_model
+from support import FIXTURES, fixture_path, gemm_model
 
 from onnxcomp import io
 from onnxcomp.data import InputSpec, RandomDataWarning, input_specs, open_data, parse_shapes, validate_feed
@@ -83,7 +83,7 @@ def test_npz_mismatches_are_one_line_errors_naming_the_input(tmp_path: Path, len
 def test_unreadable_npz_and_missing_sources(tmp_path: Path, lenet5_inputs):
     bad = tmp_path / "bad.npz"
     bad.write_text("not a zip")
-    with pytest.raises(InputError, match="not a readable .npz"):
+    with pytest.raises(InputError, match=r"not a readable \.npz"):
         open_data(str(bad), lenet5_inputs)
     with pytest.raises(InputError, match="no such file"):
         open_data(str(tmp_path / "absent.npz"), lenet5_inputs)
@@ -91,7 +91,7 @@ def test_unreadable_npz_and_missing_sources(tmp_path: Path, lenet5_inputs):
         open_data("nonsense", lenet5_inputs)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(InputError, match="holds no .npz"):
+    with pytest.raises(InputError, match=r"holds no \.npz"):
         open_data(str(empty), lenet5_inputs)
 
 

@@ -10,7 +10,7 @@ import onnx
 import onnx_ir as ir
 import onnxruntime as ort
 import pytest
-from conftest import fixture_path, gemm_model
+from support import fixture_path, gemm_model
 
 from onnxcomp import io
 from onnxcomp.errors import InputError, OutputError
