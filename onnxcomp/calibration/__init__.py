@@ -1,0 +1,1 @@
+"""Calibration for quantization: streaming per-tensor statistics and range selection."""

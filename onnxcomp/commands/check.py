@@ -1,0 +1,60 @@
+"""``onnxcomp check``: parity and latency of a candidate against a reference, as a release gate."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from onnxcomp import io
+from onnxcomp.check.parity import ParityThresholds
+from onnxcomp.check.report import run_check
+from onnxcomp.commands.common import data_options, emit_json, json_option, open_data_for, say
+
+
+@click.command("check")
+@click.argument("reference", type=click.Path(dir_okay=False))
+@click.argument("candidate", type=click.Path(dir_okay=False))
+@data_options
+@click.option("--provider", "providers", multiple=True, default=("cpu",), show_default=True,
+              type=click.Choice(["cpu", "cuda"]), help="Execution provider(s) to compare on; repeatable.")
+@click.option("--atol", type=float, help="Max absolute error (with --rtol: |a-b| <= atol + rtol*|ref|).")
+@click.option("--rtol", type=float, help="Max relative error.")
+@click.option("--min-cosine", type=float, default=0.99, show_default=True,
+              help="Min cosine similarity per output (0 disables).")
+@click.option("--min-top1", type=float, default=0.99, show_default=True,
+              help="Min top-1 agreement on score outputs (0 disables).")
+@click.option("--latency", is_flag=True, help="Also measure latency (interleaved runs).")
+@click.option("--max-slowdown", type=float, metavar="R",
+              help="Fail when candidate p50 latency exceeds R x the reference's (implies --latency).")
+@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Timed runs per model.")
+@click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: runtime's).")
+@json_option
+def command(reference: str, candidate: str, data_spec: str | None, shapes: tuple[str, ...], batch_size: int,
+          providers: tuple[str, ...], atol: float | None, rtol: float | None, min_cosine: float,
+          min_top1: float, latency: bool, max_slowdown: float | None, runs: int, threads: int | None,
+          as_json: bool) -> None:
+    """Compare CANDIDATE against REFERENCE with onnxruntime: parity per output, and latency.
+
+    Exits 0 when every gate passes, 1 when one fails.
+    """
+    if not data_spec:
+        raise click.UsageError("check needs --data (a .npz, a folder of .npz, module:function, or random[:N])")
+    io.load(candidate)  # fail early, with one line, on a missing or broken candidate
+    source = open_data_for(io.load(reference), data_spec, shapes, batch_size)
+    thresholds = ParityThresholds(atol=atol, rtol=rtol, min_cosine=min_cosine or None, min_top1=min_top1 or None)
+    report = run_check(
+        reference, candidate, source.feeds,
+        providers=tuple(dict.fromkeys(providers)),
+        thresholds=thresholds,
+        latency=latency or max_slowdown is not None,
+        max_slowdown=max_slowdown,
+        latency_runs=runs,
+        intra_op_threads=threads,
+        data_description=source.description,
+    )
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        say(report.render_text())
+    sys.exit(report.exit_code)

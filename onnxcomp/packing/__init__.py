@@ -1,0 +1,1 @@
+"""The packed ``.onnxc`` container and its entropy codecs (lossless weight storage)."""
