@@ -400,7 +400,7 @@ def _parity_table(parity: ParityReport) -> list[str]:
 
 def _latency_table(latency: LatencyReport, max_slowdown: float | None) -> list[str]:
     base = latency.baseline
-    threads = base.intra_op_threads if base.intra_op_threads is not None else "default"
+    threads = base.intra_op_threads if base.intra_op_threads is not None else f"default, {os.cpu_count()} cpus"
     rows: list[tuple[str, ...]] = [
         (f"latency ({base.provider}, threads {threads})", "p50 ms", "p90 ms", "p99 ms", "runs", "")
     ]
