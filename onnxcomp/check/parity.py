@@ -11,7 +11,8 @@ What is measured, per output, over every element of every batch (all arithmetic 
   included), one all-zero output against a non-zero one 0.0;
 * **SNR** in dB, ``10 log10(sum ref² / sum (ref - cand)²)``: ``inf`` when the outputs are
   identical, ``-inf`` when the reference is all zeros and the candidate is not;
-* **top-1 agreement** for score outputs only (floating dtype, rank ≥ 2, last dimension > 1): the
+* **top-1 agreement** for score outputs only (floating dtype, rank ≥ 2, more than one class; trailing
+  size-1 axes as in ``[N, 1000, 1, 1]`` are ignored): the
   share of rows (all leading dimensions) whose argmax over the last axis agrees. None otherwise;
 * **NaN / Inf** counts in both models. Error metrics use only the positions where both values
   are finite; a position where the two differ in finiteness (NaN or Inf in one model only,
@@ -79,6 +80,9 @@ class ParityThresholds:
     min_cosine: float | None = None
     min_top1: float | None = None
     min_snr_db: float | None = None
+    #: Fail when ``min_top1`` is set but no output is a score vector. On for a threshold the user asked
+    #: for (a gate that can never apply must not pass silently), off for a default applied to any model.
+    require_top1: bool = True
 
     def __post_init__(self) -> None:
         limits = {
@@ -95,7 +99,7 @@ class ParityThresholds:
 
     def is_empty(self) -> bool:
         """True when no threshold is set: the check only reports."""
-        return all(getattr(self, f.name) is None for f in fields(self))
+        return all(getattr(self, name) is None for name in _GATES)
 
     def describe(self) -> str:
         """One line for humans, e.g. ``atol 1e-05, cosine ≥ 0.99``."""
@@ -114,7 +118,10 @@ class ParityThresholds:
 
     def to_dict(self) -> dict[str, float | str | None]:
         """JSON-safe mapping of every threshold (None when unset)."""
-        return {f.name: json_float(getattr(self, f.name)) for f in fields(self)}
+        return {name: json_float(getattr(self, name)) for name in _GATES}
+
+
+_GATES = ("atol", "rtol", "min_cosine", "min_top1", "min_snr_db")
 
 
 @dataclass(frozen=True)
@@ -292,8 +299,9 @@ class ParityReport:
         if self.batches == 0:
             return ["no batches were compared"]
         applicable = [o for o in self.outputs if o.metrics is not None and o.metrics.top1 is not None]
-        if self.thresholds.min_top1 is not None and not applicable and not any(o.error for o in self.outputs):
-            return ["min_top1 is set but no output is a score vector (float, rank ≥ 2, last dim > 1)"]
+        t = self.thresholds
+        if t.min_top1 is not None and t.require_top1 and not applicable and not any(o.error for o in self.outputs):
+            return ["min_top1 is set but no output is a score vector (float, rank ≥ 2 with more than one class)"]
         return []
 
     def to_dict(self) -> dict[str, object]:
@@ -499,13 +507,13 @@ class _OutputAccumulator:
             s.violations += int((abs_err > t.atol).sum())
 
     def _add_top1(self, ref: np.ndarray, cand: np.ndarray) -> None:
-        if not _is_score_output(ref):
+        classes = _score_axis_size(ref)
+        if classes is None:
             return
         s = self.sums
         s.top1_applicable = True
-        width = ref.shape[-1]
-        ref_top = ref.reshape(-1, width).argmax(axis=1)
-        cand_top = cand.reshape(-1, width).argmax(axis=1)
+        ref_top = ref.reshape(-1, classes).argmax(axis=1)
+        cand_top = cand.reshape(-1, classes).argmax(axis=1)
         s.top1_rows += ref_top.size
         s.top1_agree += int((ref_top == cand_top).sum())
 
@@ -650,8 +658,18 @@ def _structural_problem(ref: np.ndarray | None, cand: np.ndarray | None, batch: 
     return None
 
 
-def _is_score_output(array: np.ndarray) -> bool:
-    return array.dtype.kind == "f" and array.ndim >= 2 and array.shape[-1] > 1 and array.size > 0
+def _score_axis_size(array: np.ndarray) -> int | None:
+    """The number of classes when ``array`` holds score vectors, else None.
+
+    Trailing axes of size 1 are ignored: classifiers converted from NCHW frameworks often output
+    ``[N, 1000, 1, 1]``, whose scores are the 1000-wide axis.
+    """
+    shape = list(array.shape)
+    while len(shape) > 2 and shape[-1] == 1:
+        shape.pop()
+    if array.dtype.kind != "f" or len(shape) < 2 or shape[-1] <= 1 or array.size == 0:
+        return None
+    return shape[-1]
 
 
 def _cosine(dot: float, ref_sq: float, cand_sq: float, diff_sq: float) -> float:

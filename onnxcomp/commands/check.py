@@ -11,6 +11,10 @@ from onnxcomp.check.parity import ParityThresholds
 from onnxcomp.check.report import run_check
 from onnxcomp.commands.common import data_options, emit_json, json_option, open_data_for, say
 
+#: The default gates: what a user would accept from a compressed model without saying otherwise.
+DEFAULT_MIN_COSINE = 0.99
+DEFAULT_MIN_TOP1 = 0.99
+
 
 @click.command("check")
 @click.argument("reference", type=click.Path(dir_okay=False))
@@ -20,10 +24,11 @@ from onnxcomp.commands.common import data_options, emit_json, json_option, open_
               type=click.Choice(["cpu", "cuda"]), help="Execution provider(s) to compare on; repeatable.")
 @click.option("--atol", type=float, help="Max absolute error (with --rtol: |a-b| <= atol + rtol*|ref|).")
 @click.option("--rtol", type=float, help="Max relative error.")
-@click.option("--min-cosine", type=float, default=0.99, show_default=True,
+@click.option("--min-cosine", type=float, default=DEFAULT_MIN_COSINE, show_default=True,
               help="Min cosine similarity per output (0 disables).")
-@click.option("--min-top1", type=float, default=0.99, show_default=True,
-              help="Min top-1 agreement on score outputs (0 disables).")
+@click.option("--min-top1", type=float,
+              help=f"Min top-1 agreement on score outputs (0 disables). Default {DEFAULT_MIN_TOP1}, applied "
+                   "only where an output holds scores; when given, a model without score outputs fails.")
 @click.option("--latency", is_flag=True, help="Also measure latency (interleaved runs).")
 @click.option("--max-slowdown", type=float, metavar="R",
               help="Fail when candidate p50 latency exceeds R x the reference's (implies --latency).")
@@ -42,7 +47,9 @@ def command(reference: str, candidate: str, data_spec: str | None, shapes: tuple
         raise click.UsageError("check needs --data (a .npz, a folder of .npz, module:function, or random[:N])")
     io.load(candidate)  # fail early, with one line, on a missing or broken candidate
     source = open_data_for(io.load(reference), data_spec, shapes, batch_size)
-    thresholds = ParityThresholds(atol=atol, rtol=rtol, min_cosine=min_cosine or None, min_top1=min_top1 or None)
+    thresholds = ParityThresholds(atol=atol, rtol=rtol, min_cosine=min_cosine or None,
+                                  min_top1=(DEFAULT_MIN_TOP1 if min_top1 is None else min_top1) or None,
+                                  require_top1=min_top1 is not None)
     report = run_check(
         reference, candidate, source.feeds,
         providers=tuple(dict.fromkeys(providers)),

@@ -213,8 +213,21 @@ def test_min_top1_without_any_score_output_fails() -> None:
     y = np.arange(6, dtype=np.float32)
     report = compare([{"y": y}], [{"y": y}], ParityThresholds(min_top1=0.9))
     assert report.failures() == [
-        "min_top1 is set but no output is a score vector (float, rank ≥ 2, last dim > 1)"
+        "min_top1 is set but no output is a score vector (float, rank ≥ 2 with more than one class)"
     ]
+    # A default gate (not asked for by the user) simply does not apply to such a model.
+    lenient = compare([{"y": y}], [{"y": y}], ParityThresholds(min_top1=0.9, require_top1=False))
+    assert lenient.passed and lenient.failures() == []
+
+
+def test_scores_with_trailing_unit_axes_count_as_score_vectors() -> None:
+    """NCHW classifiers output [N, classes, 1, 1]; their top-1 is over the classes axis."""
+    ref = np.zeros((4, 10, 1, 1), np.float32)
+    ref[:, 3] = 1.0
+    cand = ref.copy()
+    cand[0, 7] = 2.0  # one sample of four now prefers class 7
+    m = _metrics(compare([{"s": ref}], [{"s": cand}]), "s")
+    assert (m.top1_agree, m.top1_rows) == (3, 4)
 
 
 def test_top1_agreement_counts_rows_over_all_leading_axes() -> None:
