@@ -35,11 +35,17 @@ def load(path: str | os.PathLike[str]) -> ir.Model:
 
     External tensors stay lazy (memory-mapped on first use), so loading a multi-GiB model is cheap.
 
+    A packed ``.onnxc`` file (recognised by its magic bytes, whatever its suffix) is decoded in memory.
+
     Raises:
         InputError: the file is missing, is not an ONNX model, is truncated, or references external data
-            that is missing, too short, or outside the model's folder.
+            that is missing, too short, or outside the model's folder; or it is a corrupt packed file.
     """
     model_path = Path(path)
+    from onnxcomp.packing import api as packing  # imported here: the packing package itself uses this module
+
+    if packing.is_packed_file(model_path):
+        return packing.load_packed(model_path)
     proto = _read_proto(model_path)
     for tensor in _all_tensor_protos(proto.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:

@@ -1,0 +1,364 @@
+"""The ``.onnxc`` container: write it, and read it back without trusting a single byte (see docs/FORMAT.md).
+
+Layout: a fixed header, the model protobuf with its weight bytes taken out (compressed with zlib or xz,
+whichever is smaller), then one block per weight tensor. Tensors are identified by their position in a fixed
+walk of the graph (initializers, then node attributes depth-first, then functions), so names need not be
+unique and Constant-node and subgraph weights are handled like initializers.
+
+The reader checks, before it allocates or decodes anything: the magic, the version, header and block
+checksums, that every length fits in what is left of the file, that each block targets an existing tensor
+exactly once, and that the declared decoded size equals the size the graph declares for that tensor and
+stays under a global limit. Decoded bytes are then checked against their own CRC-32.
+"""
+
+from __future__ import annotations
+
+import lzma
+import os
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import BinaryIO
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+
+from onnxcomp.errors import InputError
+from onnxcomp.packing import codecs
+from onnxcomp.packing.cursor import Cursor
+from onnxcomp.packing.huffman import entropy_bits
+
+MAGIC = b"\x89ONNXC\r\n"
+VERSION = (1, 0)
+HEADER = struct.Struct("<8sHHIIB3xQQI")  # + u32 CRC-32 of these 44 bytes
+BLOCK = struct.Struct("<IBBHQQI")  # + u32 CRC-32 of these 28 bytes and the payload
+FLAG_EXTERNAL = 1
+#: Tensors smaller than this stay inside the graph section (the graph codec handles them well).
+MIN_BLOCK_BYTES = 64
+#: The graph section is a protobuf message, which cannot reach 2 GiB.
+MAX_GRAPH_BYTES = 2**31 - 1
+GRAPH_ZLIB, GRAPH_XZ = 1, 2
+_XZ_MEMLIMIT = 512 * 2**20
+
+#: Bits per element of the ONNX data types whose bytes we carry in blocks (anything else stays in the graph).
+DTYPE_BITS: dict[int, int] = {
+    onnx.TensorProto.FLOAT: 32, onnx.TensorProto.UINT8: 8, onnx.TensorProto.INT8: 8,
+    onnx.TensorProto.UINT16: 16, onnx.TensorProto.INT16: 16, onnx.TensorProto.INT32: 32,
+    onnx.TensorProto.INT64: 64, onnx.TensorProto.BOOL: 8, onnx.TensorProto.FLOAT16: 16,
+    onnx.TensorProto.DOUBLE: 64, onnx.TensorProto.UINT32: 32, onnx.TensorProto.UINT64: 64,
+    onnx.TensorProto.COMPLEX64: 64, onnx.TensorProto.COMPLEX128: 128, onnx.TensorProto.BFLOAT16: 16,
+    onnx.TensorProto.FLOAT8E4M3FN: 8, onnx.TensorProto.FLOAT8E4M3FNUZ: 8, onnx.TensorProto.FLOAT8E5M2: 8,
+    onnx.TensorProto.FLOAT8E5M2FNUZ: 8, onnx.TensorProto.UINT4: 4, onnx.TensorProto.INT4: 4,
+}
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A tensor of the model, where it sits: its label for reports and the proto that holds its bytes."""
+
+    label: str
+    tensor: onnx.TensorProto
+
+
+@dataclass
+class BlockInfo:
+    """What happened to one tensor: its codec, sizes, and the order-0 entropy bound of its words."""
+
+    index: int
+    name: str
+    dtype: str
+    elements: int
+    bytes: int
+    codec: str
+    packed_bytes: int
+    entropy_bytes: float
+    external: bool
+    codebook_bytes: int = 0
+
+    @property
+    def bound_bytes(self) -> float:
+        """Order-0 entropy of the words plus their distinct values (the side information any decoder needs)."""
+        return self.entropy_bytes + self.codebook_bytes
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8 * self.packed_bytes / self.elements if self.elements else 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["bits_per_weight"] = round(self.bits_per_weight, 4)
+        data["entropy_bits_per_weight"] = round(8 * self.entropy_bytes / self.elements, 4) if self.elements else 0.0
+        data["entropy_bytes"] = round(self.entropy_bytes, 1)
+        data["bound_bytes"] = round(self.bound_bytes, 1)
+        return data
+
+
+@dataclass
+class ContainerInfo:
+    """Facts about a container: graph section sizes and one :class:`BlockInfo` per coded tensor."""
+
+    graph_bytes: int
+    graph_packed_bytes: int
+    graph_codec: str
+    blocks: list[BlockInfo]
+
+
+# -- walking the tensors -------------------------------------------------------------------------------------------
+
+
+def walk_tensors(model: onnx.ModelProto) -> list[Slot]:
+    """Every TensorProto of the model, in the fixed order block indices refer to."""
+    slots = list(_graph_slots(model.graph, ""))
+    for function in model.functions:
+        for node in function.node:
+            yield_from = _node_slots(node, f"{function.domain}:{function.name}/")
+            slots.extend(yield_from)
+    return slots
+
+
+def _graph_slots(graph: onnx.GraphProto, prefix: str) -> Iterator[Slot]:
+    for tensor in graph.initializer:
+        yield Slot(prefix + tensor.name, tensor)
+    for node in graph.node:
+        yield from _node_slots(node, prefix)
+
+
+def _node_slots(node: onnx.NodeProto, prefix: str) -> Iterator[Slot]:
+    where = prefix + (node.name or (node.output[0] if node.output else node.op_type))
+    for attr in node.attribute:
+        if attr.HasField("t"):
+            yield Slot(f"{where}.{attr.name}", attr.t)
+        for k, tensor in enumerate(attr.tensors):
+            yield Slot(f"{where}.{attr.name}[{k}]", tensor)
+        if attr.HasField("g"):
+            yield from _graph_slots(attr.g, f"{where}.{attr.name}/")
+        for k, sub in enumerate(attr.graphs):
+            yield from _graph_slots(sub, f"{where}.{attr.name}[{k}]/")
+
+
+def expected_nbytes(tensor: onnx.TensorProto) -> int | None:
+    """The byte size the graph declares for a tensor (None for data types we do not carry in blocks)."""
+    bits = DTYPE_BITS.get(tensor.data_type)
+    if bits is None or any(d < 0 for d in tensor.dims):
+        return None
+    count = 1
+    for dim in tensor.dims:
+        count *= dim
+    return (count * bits + 7) // 8
+
+
+def _word_width(tensor: onnx.TensorProto) -> int:
+    bits = DTYPE_BITS.get(tensor.data_type, 8)
+    return min(max(bits // 8, 1), 8)
+
+
+# -- writing -------------------------------------------------------------------------------------------------------
+
+
+def write_container(model: onnx.ModelProto, out: BinaryIO,
+                    read_external: Callable[[onnx.TensorProto], bytes] | None = None) -> ContainerInfo:
+    """Write ``model`` as a container to ``out``. ``model`` is modified: its weight bytes are moved out.
+
+    Args:
+        model: the model proto (a copy the caller owns).
+        out: a binary file object.
+        read_external: returns the bytes of a tensor stored as external data; required if there are any.
+    """
+    taken = _take_weights(model, read_external)
+    graph = model.SerializeToString()
+    graph_codec, graph_payload = _compress_graph(graph)
+    out.write(_header(len(taken), graph_codec, graph_payload, graph))
+    out.write(graph_payload)
+    blocks = [_write_block(index, slot, data, external, out) for index, slot, data, external in taken]
+    return ContainerInfo(len(graph), len(graph_payload), _GRAPH_CODEC_NAMES[graph_codec], blocks)
+
+
+def _take_weights(model: onnx.ModelProto, read_external: Callable[[onnx.TensorProto], bytes] | None,
+                  ) -> list[tuple[int, Slot, bytes, bool]]:
+    taken = []
+    for index, slot in enumerate(walk_tensors(model)):
+        tensor = slot.tensor
+        external = tensor.data_location == onnx.TensorProto.EXTERNAL
+        if expected_nbytes(tensor) is None or not (external or len(tensor.raw_data) >= MIN_BLOCK_BYTES):
+            continue
+        if external:
+            if read_external is None:
+                raise InputError(f"tensor {slot.label!r} is in external data, which was not given")
+            data = read_external(tensor)
+            del tensor.external_data[:]
+            tensor.data_location = onnx.TensorProto.DEFAULT
+        else:
+            data = tensor.raw_data
+            tensor.ClearField("raw_data")
+        if len(data) != expected_nbytes(tensor):
+            raise InputError(f"tensor {slot.label!r} holds {len(data)} bytes, its shape says "
+                             f"{expected_nbytes(tensor)}")
+        taken.append((index, slot, data, external))
+    return taken
+
+
+def _header(blocks: int, graph_codec: int, payload: bytes, graph: bytes) -> bytes:
+    head = HEADER.pack(MAGIC, *VERSION, 0, blocks, graph_codec, len(payload), len(graph), zlib.crc32(graph))
+    return head + struct.pack("<I", zlib.crc32(head))
+
+
+def _compress_graph(graph: bytes) -> tuple[int, bytes]:
+    candidates = [(GRAPH_ZLIB, zlib.compress(graph, 9)),
+                  (GRAPH_XZ, lzma.compress(graph, format=lzma.FORMAT_XZ, preset=9 | lzma.PRESET_EXTREME))]
+    return min(candidates, key=lambda item: len(item[1]))
+
+
+def _write_block(index: int, slot: Slot, data: bytes, external: bool, out: BinaryIO) -> BlockInfo:
+    width = _word_width(slot.tensor)
+    words = codecs.words_of(data, width)
+    codec, payload = codecs.encode_best(words)
+    head = BLOCK.pack(index, codec, words.dtype.itemsize, FLAG_EXTERNAL if external else 0, len(data),
+                      len(payload), zlib.crc32(data))
+    out.write(head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))))
+    out.write(payload)
+    counts = np.unique(words, return_counts=True)[1] if words.size else np.zeros(0)
+    return BlockInfo(index, slot.label, onnx.TensorProto.DataType.Name(slot.tensor.data_type), words.size,
+                     len(data), codecs.codec_name(codec), BLOCK.size + 4 + len(payload),
+                     entropy_bits(counts) / 8, external, counts.size * words.dtype.itemsize)
+
+
+# -- reading -------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Decoded:
+    """A container read back: the model proto with its weight bytes restored, and which came from external data."""
+
+    model: onnx.ModelProto
+    external: list[onnx.TensorProto]
+    info: ContainerInfo
+
+
+def is_container(head: bytes) -> bool:
+    """True if ``head`` (the first bytes of a file) starts with the container magic."""
+    return head[: len(MAGIC)] == MAGIC
+
+
+def read_container(data: bytes | memoryview, *, where: str = "", max_decoded_bytes: int | None = None) -> Decoded:
+    """Decode a container held in memory. Any inconsistency is a one-line :class:`InputError`.
+
+    Args:
+        data: the whole file.
+        where: prefix for messages (the file name).
+        max_decoded_bytes: refuse files whose weights would decode to more than this (default: the
+            machine's physical memory).
+    """
+    cur = Cursor(data, where)
+    limit = max_decoded_bytes if max_decoded_bytes is not None else _physical_memory()
+    blocks, graph_codec, graph_payload, graph = _read_header(cur)
+    model = _parse_graph(cur, graph_codec, graph_payload, graph)
+    cur.bounded(blocks, cur.remaining // (BLOCK.size + 4), "block count")
+    slots = walk_tensors(model)
+    seen: set[int] = set()
+    external: list[onnx.TensorProto] = []
+    infos: list[BlockInfo] = []
+    total = 0
+    for number in range(blocks):
+        info, size = _read_block(cur, number, slots, seen, limit - total)
+        total += size
+        infos.append(info)
+        if info.external:
+            external.append(slots[info.index].tensor)
+    cur.expect_end()
+    return Decoded(model, external, ContainerInfo(graph[0], graph_payload, _GRAPH_CODEC_NAMES[graph_codec], infos))
+
+
+def _read_header(cur: Cursor) -> tuple[int, int, int, tuple[int, int]]:
+    if not is_container(bytes(cur.take(min(cur.remaining, len(MAGIC)), "magic"))):
+        raise cur.fail("not an .onnxc container (wrong magic)")
+    raw = MAGIC + bytes(cur.take(HEADER.size - len(MAGIC), "header"))
+    _, major, minor, flags, blocks, codec, payload, size, graph_crc = HEADER.unpack(raw)
+    if (major, minor) != VERSION:
+        raise cur.fail(f"unsupported container version {major}.{minor} (this onnxcomp reads "
+                       f"{VERSION[0]}.{VERSION[1]})")
+    if cur.u32("header checksum") != zlib.crc32(raw):
+        raise cur.fail("header checksum mismatch (corrupt file)")
+    if flags != 0 or codec not in _GRAPH_CODEC_NAMES:
+        raise cur.fail(f"unknown header flags {flags} or graph codec {codec}")
+    cur.bounded(size, MAX_GRAPH_BYTES, "graph size")
+    return blocks, codec, payload, (size, graph_crc)
+
+
+def _parse_graph(cur: Cursor, codec: int, payload: int, graph: tuple[int, int]) -> onnx.ModelProto:
+    size, crc = graph
+    data = _GRAPH_DECODERS[codec](cur.take(payload, "graph section"), size, cur)
+    if zlib.crc32(data) != crc:
+        raise cur.fail("graph checksum mismatch (corrupt file)")
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except DecodeError as exc:
+        raise cur.fail(f"graph section is not an ONNX model ({exc})") from None
+    return model
+
+
+def _read_block(cur: Cursor, number: int, slots: list[Slot], seen: set[int], budget: int) -> tuple[BlockInfo, int]:
+    what = f"block {number}"
+    raw = cur.take(BLOCK.size, f"{what} header")
+    index, codec, width, flags, size, length, data_crc = BLOCK.unpack(raw)
+    check = cur.u32(f"{what} checksum")
+    payload = cur.take(length, f"{what} payload")
+    if zlib.crc32(payload, zlib.crc32(raw)) != check:
+        raise cur.fail(f"{what} checksum mismatch (corrupt file)")
+    slot = _target(cur, what, index, slots, seen)
+    declared = expected_nbytes(slot.tensor)
+    if declared != size or width not in codecs.WORD_TYPES or size % width or flags & ~FLAG_EXTERNAL:
+        raise cur.fail(f"{what} declares {size} bytes of {width}-byte words for {slot.label!r}, "
+                       f"whose shape needs {declared}")
+    if size > budget:
+        raise cur.fail(f"{what} would decode past the {budget + size}-byte limit; refusing to allocate")
+    sub = Cursor(payload, f"{cur.where}: {what} ({slot.label})")
+    dtype = codecs.WORD_TYPES[width]
+    words = codecs.decode_with(codec, sub, size // width, dtype)
+    data = words.tobytes()
+    if zlib.crc32(data) != data_crc:
+        raise cur.fail(f"{what} ({slot.label}) decoded data fails its checksum")
+    slot.tensor.raw_data = data
+    info = BlockInfo(index, slot.label, onnx.TensorProto.DataType.Name(slot.tensor.data_type), size // width,
+                     size, codecs.codec_name(codec), BLOCK.size + 4 + length, float("nan"),
+                     bool(flags & FLAG_EXTERNAL))
+    return info, size
+
+
+def _target(cur: Cursor, what: str, index: int, slots: list[Slot], seen: set[int]) -> Slot:
+    if index >= len(slots) or index in seen:
+        raise cur.fail(f"{what} targets tensor #{index}, which does not exist or already has data")
+    slot = slots[index]
+    tensor = slot.tensor
+    if tensor.raw_data or tensor.data_location == onnx.TensorProto.EXTERNAL or expected_nbytes(tensor) is None:
+        raise cur.fail(f"{what} targets {slot.label!r}, which cannot take block data")
+    seen.add(index)
+    return slot
+
+
+def _inflate_graph(data: memoryview, size: int, cur: Cursor) -> bytes:
+    return codecs.inflate(data, size, cur)
+
+
+def _unxz_graph(data: memoryview, size: int, cur: Cursor) -> bytes:
+    engine = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=_XZ_MEMLIMIT)
+    try:
+        out = engine.decompress(bytes(data), size + 1)
+    except lzma.LZMAError as exc:
+        raise cur.fail(f"corrupt xz graph section ({exc})") from None
+    if len(out) != size or not engine.eof:
+        raise cur.fail(f"graph section decodes to {len(out)} bytes, expected {size}")
+    return out
+
+
+_GRAPH_DECODERS = {GRAPH_ZLIB: _inflate_graph, GRAPH_XZ: _unxz_graph}
+_GRAPH_CODEC_NAMES = {GRAPH_ZLIB: "zlib", GRAPH_XZ: "xz"}
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**34

@@ -1,0 +1,200 @@
+"""The container: lossless on every fixture (hashes per tensor), external data, in-memory loading, and a
+matrix of corrupt inputs that must each be one InputError."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from support import fixture_path
+
+import onnxcomp
+from onnxcomp import io
+from onnxcomp.errors import InputError
+from onnxcomp.packing import format as fmt
+from onnxcomp.packing import pack, pack_file, pack_with_report, unpack, unpack_file, unpack_proto
+from onnxcomp.weights import iter_weights
+
+FIXTURE_NAMES = ["lenet300", "lenet5", "resnet", "mobilenetv2", "yolo_block", "transformer",
+                 "lenet5_opset11", "lenet300_constants", "lenet300_if"]
+
+
+def tensor_hashes(model: onnx.ModelProto, base: Path | None = None) -> list[tuple[str, str]]:
+    """(label, sha256 of the tensor's bytes) for every tensor, reading external data when there is any."""
+    if base is not None:
+        onnx.load_external_data_for_model(model, str(base))
+    return [(slot.label, hashlib.sha256(_tensor_bytes(slot.tensor)).hexdigest()) for slot in fmt.walk_tensors(model)]
+
+
+def _tensor_bytes(tensor: onnx.TensorProto) -> bytes:
+    return tensor.raw_data or onnx.numpy_helper.to_array(tensor).tobytes()
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_every_fixture_round_trips_byte_identically(name: str) -> None:
+    data, report = pack_with_report(io.load(fixture_path(name)))
+    assert report.packed_bytes == len(data) < fixture_path(name).stat().st_size
+    restored = unpack_proto(data).model
+    assert tensor_hashes(restored) == tensor_hashes(onnx.load(fixture_path(name)))
+    assert [b.name for b in report.tensors] and all(b.codec for b in report.tensors)
+
+
+def _prune_and_cluster(model, sparsity: float = 0.9, levels: int = 16):
+    """Stand-in for the prune and cluster passes: zero the smallest weights, snap the rest to a few values."""
+    for ref in iter_weights(model):
+        if ref.size < 256 or ref.dtype != ir.DataType.FLOAT:
+            continue
+        weights = ref.numpy().copy()
+        weights[np.abs(weights) < np.quantile(np.abs(weights), sparsity)] = 0
+        grid = np.linspace(weights.min(), weights.max(), levels).astype(np.float32)
+        nonzero = weights != 0
+        weights[nonzero] = grid[np.abs(weights[nonzero, None] - grid).argmin(axis=1)]
+        ref.replace(weights)
+    return model
+
+
+@pytest.mark.parametrize("name", ["lenet300_constants", "lenet300_if"])
+def test_constant_and_subgraph_weights_are_coded_and_shrink(name: str) -> None:
+    model = _prune_and_cluster(io.load(fixture_path(name)))
+    before = len(io.serialize(model))
+    data, report = pack_with_report(model)
+    assert {block.codec for block in report.tensors if block.bytes > 10_000} == {"sparse"}
+    assert len(data) < before / 8
+    assert tensor_hashes(unpack_proto(data).model) == tensor_hashes(onnx.load_from_string(io.serialize(model)))
+
+
+def test_pruned_clustered_model_gives_identical_outputs(tmp_path: Path) -> None:
+    model = _prune_and_cluster(io.load(fixture_path("lenet5")))
+    plain = tmp_path / "clustered.onnx"
+    io.save(model, plain)
+    packed = tmp_path / "clustered.onnxc"
+    pack_file(plain, packed)
+    feed = {"input": np.load(fixture_path("lenet5").with_suffix(".test.npz"))["input"][:64]}
+    expected = onnxcomp.open_session(plain).run(None, feed)[0]
+    got = onnxcomp.open_session(packed).run(None, feed)[0]
+    np.testing.assert_array_equal(got, expected)
+    reloaded = io.load(packed)  # detected by magic, decoded in memory
+    assert len(io.serialize(reloaded)) == len(io.serialize(io.load(plain)))
+
+
+def test_external_data_packs_into_one_file_and_unpacks_to_external(tmp_path: Path) -> None:
+    source = tmp_path / "ext.onnx"
+    io.save(io.load(fixture_path("lenet300")), source, external_data=True)
+    assert (tmp_path / "ext.onnx.data").exists()
+    packed = tmp_path / "ext.onnxc"
+    report = pack_file(source, packed)
+    assert report.source_bytes == source.stat().st_size + (tmp_path / "ext.onnx.data").stat().st_size
+    assert any(block.external for block in report.tensors)
+    out = tmp_path / "out" / "back.onnx"
+    out.parent.mkdir()
+    result = unpack_file(packed, out)
+    assert result.external_data and (out.parent / "back.onnx.data").exists()
+    assert tensor_hashes(onnx.load(out, load_external_data=False), out.parent) == \
+        tensor_hashes(onnx.load(fixture_path("lenet300")))
+
+
+def test_pack_refuses_to_overwrite_its_input(tmp_path: Path) -> None:
+    with pytest.raises(onnxcomp.errors.OutputError):
+        pack_file(fixture_path("lenet5"), fixture_path("lenet5"))
+
+
+# -- hardened reading -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def packed() -> bytes:
+    return pack(io.load(fixture_path("lenet5")))
+
+
+def _with_header(data: bytes, **fields: int) -> bytes:
+    """Rewrite header fields and recompute the header checksum, as a deliberate attacker would."""
+    names = ["magic", "major", "minor", "flags", "blocks", "codec", "payload", "size", "crc"]
+    values = dict(zip(names, fmt.HEADER.unpack(data[: fmt.HEADER.size]), strict=True))
+    values.update(fields)
+    head = fmt.HEADER.pack(*values.values())
+    return head + struct.pack("<I", zlib.crc32(head)) + data[fmt.HEADER.size + 4:]
+
+
+def _first_block_offset(data: bytes) -> int:
+    payload = fmt.HEADER.unpack(data[: fmt.HEADER.size])[6]
+    return fmt.HEADER.size + 4 + payload
+
+
+def _with_block(data: bytes, **fields: int) -> bytes:
+    start = _first_block_offset(data)
+    names = ["index", "codec", "width", "flags", "size", "length", "crc"]
+    values = dict(zip(names, fmt.BLOCK.unpack(data[start:start + fmt.BLOCK.size]), strict=True))
+    values.update(fields)
+    head = fmt.BLOCK.pack(*values.values())
+    payload_start = start + fmt.BLOCK.size + 4
+    payload = data[payload_start:payload_start + values["length"]]
+    check = struct.pack("<I", zlib.crc32(payload, zlib.crc32(head)))
+    return data[:start] + head + check + data[payload_start:]
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda d: b"", "wrong magic"),
+    (lambda d: b"PK\x03\x04" + d[4:], "wrong magic"),
+    (lambda d: d[:20], "truncated"),
+    (lambda d: d[:-1], "truncated"),
+    (lambda d: d + b"\x00", "unexpected bytes"),
+    (lambda d: _with_header(d, major=2), "unsupported container version 2.0"),
+    (lambda d: _with_header(d, minor=7), "unsupported container version 1.7"),
+    (lambda d: d[:9] + bytes([d[9] ^ 1]) + d[10:], "unsupported container version|checksum"),
+    (lambda d: _with_header(d, blocks=2**32 - 1), "block count"),
+    (lambda d: _with_header(d, size=2**40), "graph size"),
+    (lambda d: _with_header(d, payload=2**62), "truncated"),
+    (lambda d: _with_block(d, size=2**60), "declares"),
+    (lambda d: _with_block(d, index=10**6), "does not exist"),
+    (lambda d: _with_block(d, length=2**40), "truncated"),
+    (lambda d: _with_block(d, codec=77), "unknown or misplaced codec"),
+    (lambda d: _with_block(d, width=3), "declares"),
+])
+def test_corrupt_containers_are_one_line_input_errors(packed: bytes, mutate, message: str) -> None:
+    with pytest.raises(InputError, match=message) as caught:
+        unpack(mutate(packed))
+    assert "\n" not in str(caught.value)
+
+
+def test_declared_size_over_the_memory_limit_is_refused_before_decoding(packed: bytes) -> None:
+    with pytest.raises(InputError, match="limit"):
+        fmt.read_container(packed, max_decoded_bytes=1000)
+
+
+def test_random_bit_flips_never_crash(packed: bytes) -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        data = bytearray(packed)
+        position = int(rng.integers(0, len(data)))
+        data[position] ^= 1 << int(rng.integers(0, 8))
+        with pytest.raises(InputError):
+            unpack(bytes(data))
+
+
+def test_every_truncation_is_refused(packed: bytes) -> None:
+    for length in range(0, len(packed), max(1, len(packed) // 200)):
+        with pytest.raises(InputError):
+            unpack(packed[:length])
+
+
+def test_valid_checksums_on_a_corrupt_payload_still_fail_cleanly(packed: bytes) -> None:
+    start = _first_block_offset(packed) + fmt.BLOCK.size + 4
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        data = bytearray(packed)
+        data[start + int(rng.integers(0, 64))] ^= 0xFF
+        with pytest.raises(InputError):
+            unpack(_with_block(bytes(data)))  # recomputes the block checksum over the damaged payload
+
+
+def test_load_gives_one_line_for_a_corrupt_packed_file(tmp_path: Path, packed: bytes) -> None:
+    bad = tmp_path / "bad.onnx"  # the suffix does not matter: the magic does
+    bad.write_bytes(packed[:200])
+    with pytest.raises(InputError, match=r"bad\.onnx"):
+        io.load(bad)
