@@ -224,6 +224,7 @@ def _outcome(pruned: _Pruned, before: Any, after: Any, ratio: float, trials: lis
         "params_before": before.params,
         "params_after": after.params,
         "nothing_removed": not removed,
+        "groups_excluded": sum(1 for d in pruned.decisions if d.excluded),
         "group_table": [_group_row(d) for d in pruned.decisions],
         "search": trials,
     }
