@@ -43,9 +43,10 @@ from onnxcomp.errors import InputError
 from onnxcomp.pass_base import CompressionPass, PassContext, PassOutcome, Skipped
 from onnxcomp.weight_roles import Candidate, MatrixView, compile_patterns, select_weights
 
-__all__ = ["ClusterConfig", "ClusterPass", "cluster_rows"]
+__all__ = ["ClusterConfig", "ClusterPass", "cluster_rows", "method_for"]
 
 MAX_BITS = 16
+_CONV_OPS = frozenset({"Conv", "ConvTranspose"})
 
 
 @dataclass
@@ -58,6 +59,8 @@ class ClusterConfig:
         per_channel: One codebook per output channel instead of per tensor (binarization and ternary are
             always per channel).
         ternary: With ``bits=2``: {-a, 0, +a} per channel instead of k-means.
+        conv_bits: Budget for Conv/ConvTranspose weights when it should differ from ``bits`` (Deep
+            Compression used 8 bits for conv layers and 5 for fully connected ones); ``None``: ``bits``.
         exclude: Regexes; an eligible weight whose name or consumer node name matches one is left alone.
         min_size: Tensors with fewer elements are left alone.
         max_iter: Upper bound on Lloyd iterations (they usually stop earlier, at a fixed point).
@@ -66,6 +69,7 @@ class ClusterConfig:
     bits: int = 5
     per_channel: bool = False
     ternary: bool = False
+    conv_bits: int | None = None
     exclude: tuple[str, ...] = ()
     min_size: int = 128
     max_iter: int = 100
@@ -74,7 +78,9 @@ class ClusterConfig:
         self.exclude = tuple(self.exclude)
         if not 1 <= self.bits <= MAX_BITS:
             raise InputError(f"bits must be between 1 and {MAX_BITS}, got {self.bits}")
-        if self.ternary and self.bits != 2:
+        if self.conv_bits is not None and not 1 <= self.conv_bits <= MAX_BITS:
+            raise InputError(f"conv bits must be between 1 and {MAX_BITS}, got {self.conv_bits}")
+        if self.ternary and 2 not in (self.bits, self.conv_bits):
             raise InputError(f"ternary needs bits=2 (three values: -a, 0, +a), got bits={self.bits}")
         if self.min_size < 0:
             raise InputError(f"min_size must be >= 0, got {self.min_size}")
@@ -84,9 +90,14 @@ class ClusterConfig:
 
     @property
     def method(self) -> str:
-        if self.bits == 1:
-            return "binary"
-        return "ternary" if self.ternary else "kmeans"
+        return method_for(self.bits, self.ternary)
+
+
+def method_for(bits: int, ternary: bool) -> str:
+    """``'binary'`` for 1 bit, ``'ternary'`` for 2 bits when asked, else ``'kmeans'``."""
+    if bits == 1:
+        return "binary"
+    return "ternary" if ternary and bits == 2 else "kmeans"
 
 
 # -- 1-D k-means over many groups at once ----------------------------------------------------------------------
@@ -226,16 +237,17 @@ def cluster_rows(rows: np.ndarray, bits: int, *, ternary: bool = False, max_iter
     Args:
         rows: ``[groups, length]`` values; each row is one codebook's group.
         bits: Budget as in :class:`ClusterConfig` (``1`` binarizes).
-        ternary: With ``bits=2``, ternary {-a, 0, +a} per row.
+        ternary: With ``bits=2``, ternary {-a, 0, +a} per row (ignored for other budgets).
         max_iter: Upper bound on Lloyd iterations.
 
     Returns:
         float64 array of the same shape; zeros of ``rows`` are exact zeros in it.
     """
     rows = np.asarray(rows, dtype=np.float64)
-    if bits == 1:
+    method = method_for(bits, ternary)
+    if method == "binary":
         return _binary_rows(rows)
-    if ternary:
+    if method == "ternary":
         return _ternary_rows(rows)
     return _kmeans_rows(rows, bits, max_iter)
 
@@ -284,6 +296,7 @@ class ClusterPass(CompressionPass):
             summary={
                 "method": config.method,
                 "bits": config.bits,
+                "conv_bits": config.conv_bits if config.conv_bits is not None else config.bits,
                 "tensors_clustered": len(changed),
                 "tensors_left_alone": len(skipped),
                 "clustered_params": total,
@@ -293,10 +306,15 @@ class ClusterPass(CompressionPass):
             },
         )
 
-    def _view(self, candidate: Candidate) -> tuple[MatrixView | None, str]:
+    def _bits(self, candidate: Candidate) -> int:
+        config: ClusterConfig = self.config
+        is_conv = any(op in _CONV_OPS for op in candidate.eligibility.ops)
+        return config.conv_bits if is_conv and config.conv_bits is not None else config.bits
+
+    def _view(self, candidate: Candidate, bits: int) -> tuple[MatrixView | None, str]:
         config: ClusterConfig = self.config
         view = candidate.eligibility.view
-        wants_channels = config.per_channel or config.method != "kmeans"
+        wants_channels = config.per_channel or method_for(bits, config.ternary) != "kmeans"
         if not wants_channels:
             return None, "tensor"
         if view is None:
@@ -308,10 +326,11 @@ class ClusterPass(CompressionPass):
         config: ClusterConfig = self.config
         ref = candidate.ref
         original = ref.numpy()
-        view, granularity = self._view(candidate)
+        bits = self._bits(candidate)
+        view, granularity = self._view(candidate, bits)
         wide = original.astype(np.float64)
         rows = view.to_rows(wide) if view is not None else wide.reshape(1, -1)
-        quantized_rows = cluster_rows(rows, config.bits, ternary=config.ternary, max_iter=config.max_iter)
+        quantized_rows = cluster_rows(rows, bits, ternary=config.ternary, max_iter=config.max_iter)
         quantized = view.from_rows(quantized_rows, ref.shape) if view is not None else quantized_rows.reshape(
             ref.shape)
         stored = _to_dtype(quantized, original)
@@ -329,7 +348,8 @@ class ClusterPass(CompressionPass):
             "size": ref.size,
             "granularity": granularity,
             "groups": int(final_rows.shape[0]),
-            "bits": config.bits,
+            "bits": bits,
+            "method": method_for(bits, config.ternary),
             "distinct_values": int(np.unique(stored).size),
             "distinct_per_group": _distinct_per_group(final_rows),
             "has_zeros": bool((stored == 0).any()),

@@ -24,15 +24,17 @@ from onnxcomp.passes.cluster import ClusterConfig, ClusterPass
               help="At most 2^bits distinct values per group, zero included when present; 1 binarizes.")
 @click.option("--per-channel", is_flag=True, help="One codebook per output channel instead of per tensor.")
 @click.option("--ternary", is_flag=True, help="With --bits 2: {-a, 0, +a} per output channel.")
+@click.option("--conv-bits", type=int, metavar="N", help="Budget for Conv/ConvTranspose weights (default: --bits).")
 @click.option("--exclude", multiple=True, metavar="REGEX",
               help="Leave weights whose name or consumer node name matches alone; repeatable.")
 @click.option("--min-size", type=click.IntRange(min=0), default=128, show_default=True,
               help="Leave tensors with fewer elements alone.")
 @json_option
 def command(model: str, output: str, force: bool, bits: int, per_channel: bool, ternary: bool,
-            exclude: tuple[str, ...], min_size: int, as_json: bool) -> None:
+            conv_bits: int | None, exclude: tuple[str, ...], min_size: int, as_json: bool) -> None:
     """Cluster the Conv/Gemm/MatMul weights of MODEL to a few shared values; write the result to -o."""
-    config = ClusterConfig(bits=bits, per_channel=per_channel, ternary=ternary, exclude=exclude, min_size=min_size)
+    config = ClusterConfig(bits=bits, per_channel=per_channel, ternary=ternary, conv_bits=conv_bits,
+                           exclude=exclude, min_size=min_size)
     prepare_output(model, output, force)
     loaded = io.load(model)
     report = ClusterPass(config)(loaded).report

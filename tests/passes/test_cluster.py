@@ -164,3 +164,12 @@ def test_if_branches_cluster_like_the_plain_model():
     plain = _cluster(_pruned("lenet300", 0.8), bits=4, per_channel=True).model
     branched = _cluster(_pruned("lenet300_if", 0.8), bits=4, per_channel=True).model
     np.testing.assert_array_equal(logits(branched, "lenet300_if"), logits(plain, "lenet300"))
+
+
+def test_conv_layers_can_get_their_own_budget():
+    result = _cluster(load_fixture("lenet5"), bits=5, conv_bits=8)
+    after = weights(result.model)
+    assert 32 < np.unique(after["conv2.weight"]).size <= 256
+    assert np.unique(after["fc1.weight"]).size <= 32
+    bits = {entry["name"]: entry["bits"] for entry in result.report.changed}
+    assert bits["conv2.weight"] == 8 and bits["fc1.weight"] == 5
