@@ -831,7 +831,9 @@ class QuantizePass(CompressionPass):
     @staticmethod
     def _calibrate(prepared: ir.Model, dry: _Plan, data: DataSource, config: QuantizeConfig,
                    provider: str) -> CalibrationResult:
-        names = set(dry.range_of.values())
+        # Every tensor the full plan touches gets its own statistics, not only the range sources: when the
+        # budget returns a node to float, the tensors after it must be quantizable on their own.
+        names = set(dry.range_of.values()) | set(dry.range_of)
         axes: dict[str, int] = {}
         if config.bias_correction:
             for node in dry.nodes.values():

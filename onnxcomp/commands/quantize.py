@@ -79,9 +79,31 @@ def command(model_path: str, output: str, force: bool, data_spec: str | None, sh
         emit_json({"report": _jsonable(report.to_dict()), "written": written, "refused": refused})
     else:
         say(render_pass_report(report))
+        for line in _facts(report.summary):
+            say(line)
         if written:
             say(f"wrote {written}")
     sys.exit(1 if refused else 0)
+
+
+def _facts(summary: dict) -> list[str]:
+    """Budget and target lines the generic pass rendering leaves out (they are nested)."""
+    lines = []
+    budget = summary.get("budget")
+    if budget:
+        initial, final = budget["initial"], budget.get("final") or {}
+        lines.append(f"  budget: {'met' if budget['met'] else 'NOT met'}; cosine {initial['cosine']:.5f} -> "
+                     f"{final.get('cosine', float('nan')):.5f}, drop {initial['drop']} -> {final.get('drop')}")
+        for entry in budget["ranking"][:10]:
+            lines.append(f"  sensitivity {entry['node']}: {entry['error']:.3g}")
+        lines.append(f"  kept float: {', '.join(summary.get('float_nodes') or []) or 'none'}")
+    target = summary.get("target")
+    if target:
+        speedup = target.get("speedup")
+        lines.append(f"  integer kernels: {target['integer_kernels']} of {target['quantized_kernels']} quantized; "
+                     f"int8 {target.get('latency_int8_ms')} ms vs fp32 {target.get('latency_fp32_ms')} ms p50"
+                     + (f" (speedup {speedup:.2f}x)" if speedup else ""))
+    return lines
 
 
 def _jsonable(value: object) -> object:
