@@ -138,3 +138,35 @@ def tied_model(size: int = 400) -> ir.Model:
 def save(model: ir.Model, path: Path) -> Path:
     io.save(model, path)
     return path
+
+
+def loop_model(seed: int = 4) -> ir.Model:
+    """A Loop whose body multiplies the state by a weight stored as a body initializer and a body Constant."""
+    rng = np.random.default_rng(seed)
+    body_weight = numpy_helper.from_array(rng.standard_normal((16, 16)).astype(np.float32), "body_w")
+    const_weight = numpy_helper.from_array(rng.standard_normal((16, 16)).astype(np.float32), "const_w")
+    body = helper.make_graph(
+        [
+            helper.make_node("Constant", [], ["body_c"], value=const_weight),
+            helper.make_node("MatMul", ["state_in", "body_w"], ["h"]),
+            helper.make_node("MatMul", ["h", "body_c"], ["state_out"]),
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+        ],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("state_in", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [1, 16])],
+        [body_weight],
+    )
+    trips = numpy_helper.from_array(np.array(2, dtype=np.int64), "trips")
+    cond = numpy_helper.from_array(np.array(True), "cond")
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["trips", "cond", "x"], ["y"], body=body, name="loop")],
+        "looped",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+        [trips, cond],
+    )
+    return _finish(graph)

@@ -10,6 +10,7 @@ from prune_models import (
     layouts_model,
     load_fixture,
     logits,
+    loop_model,
     mixed_use_model,
     overridable_model,
     shared_weight_model,
@@ -18,7 +19,7 @@ from prune_models import (
 )
 
 from onnxcomp.errors import InputError
-from onnxcomp.weight_roles import select_weights
+from onnxcomp.weight_roles import MatrixView, select_weights
 
 LENET300_WEIGHTS = {"fc1.weight": 19200, "fc2.weight": 30000, "fc3.weight": 1000}
 
@@ -123,6 +124,17 @@ def test_constant_node_and_if_branch_weights_prune_like_the_plain_model(scope: s
     assert len(locations) == 6
     constants = _prune(load_fixture("lenet300_constants"), sparsity=0.8, scope=scope).report
     assert {entry["location"] for entry in constants.changed} == {"constant"}
+
+
+def test_loop_body_initializer_and_constant_are_pruned():
+    result = _prune(loop_model(), sparsity=0.75, scope="tensor", keep_first_last=False, min_size=0)
+    locations = {entry["name"]: entry["location"] for entry in result.report.changed}
+    assert locations == {"body_w": "loop/body:initializer", "body_c": "loop/body:constant"}
+    after = weights(result.model)
+    assert _zeros(after["body_w"]) == 192 and _zeros(after["body_c"]) == 192
+    reasons = {s.target: s.reason for s in result.report.skipped}
+    assert reasons["trips"].startswith("not a float tensor (int64)")
+    assert reasons["cond"].startswith("not a float tensor (bool)")
 
 
 def test_shared_weight_is_pruned_once():
@@ -231,3 +243,16 @@ def test_half_pruned_lenet300_keeps_accuracy_within_one_point():
     baseline = accuracy(load_fixture("lenet300"), "lenet300")
     pruned = _prune(load_fixture("lenet300"), sparsity=0.5).model
     assert accuracy(pruned, "lenet300") >= baseline - 0.01
+
+
+@pytest.mark.parametrize(("shape", "view"), [
+    ((4, 3, 2, 2), MatrixView((0, 1, 2, 3))),  # Conv: rows = outputs, reduction = in x kernel
+    ((3, 4, 2, 2), MatrixView((1, 0, 2, 3))),  # ConvTranspose: outputs on axis 1
+    ((5, 6), MatrixView((1, 0))),  # Gemm B without transB, MatMul B: [K, N]
+    ((2, 5, 6), MatrixView((0, 2, 1), row_axes=2)),  # batched MatMul B
+])
+def test_matrix_views_round_trip(shape: tuple[int, ...], view: MatrixView):
+    array = np.arange(np.prod(shape)).reshape(shape)
+    rows = view.to_rows(array)
+    assert rows.shape[1] == view.reduction_length(shape)
+    np.testing.assert_array_equal(view.from_rows(rows, shape), array)
