@@ -165,3 +165,41 @@ def test_if_variant_keeps_weights_in_branches() -> None:
 @pytest.mark.parametrize("name", ["lenet300_constants", "lenet300_if"])
 def test_variants_compute_lenet300(name: str) -> None:
     np.testing.assert_allclose(ort_logits(name), ort_logits("lenet300"), rtol=0, atol=1e-5)
+
+
+STRUCTURAL: dict[str, dict] = MANIFEST.get("structural", {})
+
+
+def test_structural_fixtures_are_listed() -> None:
+    expected = {f"{base}{suffix}" for base in ("yolo_detect", "bert_encoder", "mlp_flatten", "mlp_reshape")
+                for suffix in ("", "_opset11")}
+    assert set(STRUCTURAL) == expected
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTURAL))
+def test_structural_fixture_is_valid_small_and_runs(name: str) -> None:
+    entry = STRUCTURAL[name]
+    path = FIXTURES / entry["file"]
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    assert path.stat().st_size < 1_000_000
+    assert main_opset(model) == entry["opset"]
+    ops: dict[str, int] = {}
+    for node in model.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    assert ops == entry["ops"]
+    x = np.random.default_rng(0).random((3, *entry["input_shape"][1:]), dtype=np.float32)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (out,) = sess.run([entry["output"]], {entry["input"]: x})
+    assert list(out.shape) == [3, *entry["output_shape"]]
+
+
+def test_structural_fixtures_have_the_advertised_structure() -> None:
+    def ops(name: str) -> set[str]:
+        return {n.op_type for n in onnx.load(str(FIXTURES / STRUCTURAL[name]["file"])).graph.node}
+
+    assert {"Split", "Concat", "Sigmoid", "Mul", "Reshape", "BatchNormalization"} <= ops("yolo_detect")
+    assert {"LayerNormalization", "Softmax", "Erf", "MatMul"} <= ops("bert_encoder")
+    assert "LayerNormalization" not in ops("bert_encoder_opset11")  # decomposed before opset 17
+    assert {"Flatten", "Gemm"} <= ops("mlp_flatten")
+    assert "Flatten" not in ops("mlp_reshape") and "Reshape" in ops("mlp_reshape")

@@ -14,11 +14,17 @@ from onnxcomp.channels.analyze import analyze, channel_groups, infer_shapes
 from onnxcomp.channels.graph import UNTRACKED, Analysis, constant_array, rank_of
 from onnxcomp.weights import iter_weights
 
-MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())["models"]
-ALL_FIXTURES = sorted(MANIFEST)
+_DOCUMENT = json.loads((FIXTURES / "manifest.json").read_text())
+MANIFEST = _DOCUMENT["models"]
+STRUCTURAL = _DOCUMENT.get("structural", {})
+ALL_FIXTURES = sorted(MANIFEST) + sorted(STRUCTURAL)
 
 
-def sample_inputs(name: str, count: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def sample_inputs(name: str, count: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+    """Test samples of a trained fixture; seeded uniform [0, 1) inputs (no labels) for a structural one."""
+    if name in STRUCTURAL:
+        shape = STRUCTURAL[name]["input_shape"][1:]
+        return np.random.default_rng(0).random((min(count, 16), *shape), dtype=np.float32), None
     with np.load(FIXTURES / MANIFEST[name]["test"]) as npz:
         return npz["input"][:count], npz["labels"][:count]
 
