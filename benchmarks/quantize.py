@@ -2,8 +2,9 @@
 
 For each fixture and each quantizer (onnxcomp; onnxruntime's default QDQ config; onnxruntime's best config we
 found: quant_pre_process + U8S8 + per-channel + MinMax), the quantizer runs in a fresh subprocess at 32, 256 and
-1024 calibration samples (the 256 calibration samples tiled, with small noise, to 1024), and the parent reads the
-child's peak RSS from ``os.wait4`` (the child's own rusage). The 256-sample models are then measured: cosine and
+1024 calibration samples (the 256 calibration samples tiled, with small noise, to 1024); its peak RSS is the
+child's own VmHWM (``os.wait4`` rusage as a fallback: Linux carries the parent's high-water mark into it).
+The 256-sample models are then measured: cosine and
 top-1 agreement with fp32 on the test split, test accuracy, and int8/fp32 p50 latency at batch 1 and 32
 (interleaved runs, ``onnxcomp.check.measure_latency``).
 
@@ -92,7 +93,20 @@ def worker(kind: str, model_path: str, npz: str, out: str) -> None:
         _work_onnxcomp(Path(model_path), Path(npz), Path(out))
     else:
         _work_ort(Path(model_path), Path(npz), Path(out), best=kind == "ort_best")
-    print(json.dumps({"seconds": time.perf_counter() - start}))
+    print(json.dumps({"seconds": time.perf_counter() - start, "hwm_kb": _peak_rss_kb()}))
+
+
+def _peak_rss_kb() -> int | None:
+    """This process's own peak RSS (VmHWM). Linux carries a forked parent's high-water mark into the
+    child's ru_maxrss across exec, so rusage over-states a small child of a big parent; VmHWM belongs to the
+    post-exec address space alone."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 # -- parent -------------------------------------------------------------------------------------------------------
@@ -108,8 +122,9 @@ def _run_child(kind: str, model: Path, npz: Path, out: Path) -> dict[str, object
     if proc.returncode != 0:
         last = (stderr.strip().splitlines() or ["?"])[-1]
         return {"error": last[:90], "rss_mb": usage.ru_maxrss / 1024}
-    seconds = json.loads(stdout.strip().splitlines()[-1])["seconds"]
-    return {"seconds": seconds, "rss_mb": usage.ru_maxrss / 1024}
+    facts = json.loads(stdout.strip().splitlines()[-1])
+    peak_kb = facts.get("hwm_kb") or usage.ru_maxrss
+    return {"seconds": facts["seconds"], "rss_mb": peak_kb / 1024}
 
 
 def _quality(reference: Path, candidate: Path, test: Path, runs: int) -> dict[str, float]:
