@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,torch]'
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -31,9 +31,8 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 
-# Rebuild the trained fixtures (needs torch; pinned to the CPU wheel).
+# Rebuild the trained fixtures (torch comes with the dev install, pinned to the CPU wheel).
 fixtures: $(VENV)/.installed-dev
-	$(BIN)/python -m pip install -q -e '.[torch]'
 	$(BIN)/python fixtures/build.py
 
 clean:
