@@ -87,7 +87,8 @@ class Analysis:
     frozen: dict[int, str] = field(default_factory=dict)
     sources: list[Source] = field(default_factory=list)
     sinks: list[tuple[ir.Node, ir.Value]] = field(default_factory=list)
-    bn_scales: list[tuple[ir.Value, np.ndarray]] = field(default_factory=list)
+    bn_scales: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    filter_scales: dict[ir.Node, np.ndarray] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ building blocks for handlers
 

@@ -199,11 +199,26 @@ def _bn_propagate(node: ir.Node, a: Analysis) -> None:
         return
     scale, beta, mean, var = params
     epsilon = float(node.attributes["epsilon"].value) if "epsilon" in node.attributes else 1e-5
-    shift = beta - mean * scale / np.sqrt(var + epsilon)
+    sigma = np.sqrt(var.astype(np.float64) + epsilon)
+    shift = beta - mean * scale / sigma
     # A zero channel stays zero only where the BN adds no shift; elsewhere it becomes a constant.
     zero = a.zeros_of(x) & (np.abs(shift) <= 1e-12)
     a.bn_scales.append((track.slots.copy(), np.abs(scale.astype(np.float64))))
+    _record_filter_scale(node, a, x, np.abs(scale.astype(np.float64)) / sigma)
     a.set_track(node.outputs[0], Track(1, track.slots), zero)
+
+
+def _record_filter_scale(node: ir.Node, a: Analysis, x: ir.Value, factor: np.ndarray) -> None:
+    """Conv -> BN: the layer's *effective* filter is ``W * gamma / sigma``; remember the factor for L1/L2.
+
+    Raw filter norms are meaningless under a BN (it rescales every channel), which is why L1 on trained
+    BN models removed important channels. Only a Conv whose sole reader is this BN gets the factor.
+    """
+    producer = x.producer()
+    if producer is None or len(x.uses()) != 1 or producer.op_type not in ("Conv", "ConvTranspose", "Gemm"):
+        return
+    if any(source.node is producer for source in a.sources):
+        a.filter_scales[producer] = factor
 
 
 def _bn_rewrite(node: ir.Node, rw: Rewriter) -> None:

@@ -47,8 +47,11 @@ def _table(report_summary: dict) -> list[str]:
 @output_options
 @click.option("--ratio", type=float, default=0.25, show_default=True,
               help="Share of each channel group to remove, in [0, 1) (upper bound with --max-drop).")
-@click.option("--criterion", type=click.Choice(["l1", "l2", "bn", "activation"]), default="l1", show_default=True,
-              help="Importance: filter L1/L2 norm, BatchNorm |gamma|, or mean |activation| on --data.")
+@click.option("--criterion", type=click.Choice(["auto", "l1", "l2", "bn", "activation"]), default="auto",
+              show_default=True,
+              help="Importance: effective filter L1/L2 norm, BatchNorm |gamma|, or mean |x - E[x]| on --data; "
+                   "auto = activation with --data, else l1. With --data removed channels' means go into the "
+                   "next layer's bias.")
 @click.option("--round-to", type=click.IntRange(min=1), default=1, show_default=True,
               help="Keep channel counts at multiples of this (SIMD-friendly).")
 @click.option("--exclude", metavar="REGEX", help="Leave groups with a layer whose name matches alone.")
