@@ -1,21 +1,25 @@
 """Per-tensor lossless codecs, kept in a registry keyed by the id each block stores.
 
 A tensor is seen as ``n`` words of its element size (1, 2, 4 or 8 bytes; the exact bit patterns, so
-``-0.0`` and NaN payloads survive). Every candidate codec encodes it and the smallest payload wins
-(:func:`encode_best`); why each exists:
+``-0.0`` and NaN payloads survive). Candidate codecs encode it and the smallest payload wins
+(:func:`encode_best`); a codec whose size estimate (from the histogram) cannot win is not run. Why each exists:
 
 * ``raw``: nothing helps (random mantissas), or the tensor is tiny.
-* ``zlib``: small constants such as shape vectors and index tables (only tried below ``ZLIB_LIMIT``).
-* ``symbols``: few distinct values (clustered or quantized weights): a codebook plus a canonical Huffman
-  stream of codebook indices.
-* ``sparse``: mostly zeros (pruned weights): per-symbol Huffman cannot go below 1 bit per weight, so the
-  zeros are coded as run lengths ("relative index" with filler symbols for long runs, Huffman-coded) and
-  the non-zero values as a nested stream (symbols / byte planes / raw).
+* ``deflate``: small constants such as shape vectors and index tables (only tried below ``DEFLATE_LIMIT``).
+* ``symbols``: few distinct values (clustered or quantized weights): a codebook (sorted, Rice-coded deltas)
+  plus an entropy-coded stream of codebook indices.
+* ``sparse``: mostly zeros (pruned weights): per-symbol coding cannot go below 1 bit per weight, so the
+  zeros are coded as run lengths ("relative index" with filler symbols for long runs) and the non-zero
+  values as a nested payload (symbols / byte planes / raw).
 * ``byteplane``: dense floats: the bytes holding sign and exponent have low entropy while the low mantissa
-  bytes are noise, so each byte plane is coded on its own (Huffman or raw).
+  bytes are noise, so each byte plane is coded on its own (entropy-coded or stored).
+
+Symbol streams with at most 256 symbols are entropy-coded with zlib's raw deflate (Huffman-only, RLE or
+default strategy, whichever is smallest): its C decoder runs at hundreds of MB/s, and its Huffman tables are
+themselves compactly coded. Larger alphabets use our canonical Huffman code (:mod:`huffman`).
 
 Decoders receive the declared element count ``n`` (already cross-checked against the graph) and check
-every count against the bytes they were given before allocating anything.
+every count against ``n`` or the bytes they were given before allocating anything.
 """
 
 from __future__ import annotations
@@ -28,20 +32,25 @@ import numpy as np
 
 from onnxcomp.errors import InputError
 from onnxcomp.packing import huffman
-from onnxcomp.packing.cursor import Cursor
+from onnxcomp.packing.cursor import Cursor, varint
 
-RAW, ZLIB, SYMBOLS, SPARSE, BYTEPLANE = 0, 1, 2, 3, 4
+RAW, DEFLATE, SYMBOLS, SPARSE, BYTEPLANE = 0, 1, 2, 3, 4
 #: Largest codebook ``symbols`` builds or accepts.
 MAX_SYMBOLS = 1 << 16
-#: zlib is only tried on tensors up to this size (it is slow to encode and rarely wins on weights).
-ZLIB_LIMIT = 1 << 20
-#: Filler run lengths ``sparse`` tries (one symbol = this many zeros); the cheapest is kept.
-RUN_LENGTHS = (16, 64, 256, 4096)
-#: A byte plane keeps a Huffman code only if it saves at least this fraction: each coded plane costs a
-#: Huffman decode (~28 M symbols/s), and a plane that saves 1-3% is not worth halving the decode speed.
-PLANE_MIN_GAIN = 0.05
+#: Whole-tensor deflate (and deflate's slow default strategy on streams) is only tried up to this size.
+DEFLATE_LIMIT = 1 << 20
+#: Filler run lengths ``sparse`` tries (one symbol = this many zeros); the cheapest is kept. At most 255, so
+#: the run alphabet (R + 1 symbols) fits in a byte and deflate can code it.
+RUN_LENGTHS = (15, 31, 63, 127, 255)
+#: A byte plane is entropy-coded only if that saves at least this fraction (otherwise it is stored).
+PLANE_MIN_GAIN = 0.02
+#: Stream methods.
+STREAM_BYTES, STREAM_DEFLATE, STREAM_HUFFMAN = 0, 1, 2
+#: Codebook forms.
+BOOK_RAW, BOOK_RICE = 0, 1
 
 WORD_TYPES: dict[int, np.dtype] = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
+_U8 = np.dtype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,7 @@ class Codec:
     decode: Callable[[Cursor, int, np.dtype], np.ndarray]
 
 
-# -- raw and zlib ----------------------------------------------------------------------------------------------
+# -- raw and deflate -------------------------------------------------------------------------------------------
 
 
 def _raw_encode(words: np.ndarray) -> bytes:
@@ -64,77 +73,212 @@ def _raw_encode(words: np.ndarray) -> bytes:
 def _raw_decode(cur: Cursor, n: int, dtype: np.dtype) -> np.ndarray:
     data = cur.take(n * dtype.itemsize, "raw words")
     cur.expect_end()
-    return np.frombuffer(data, dtype=dtype).copy()
+    return np.frombuffer(data, dtype=dtype)
 
 
-def _zlib_encode(words: np.ndarray) -> bytes | None:
-    return zlib.compress(words.tobytes(), 9) if words.nbytes <= ZLIB_LIMIT else None
+def deflate(data: bytes, strategy: int = zlib.Z_DEFAULT_STRATEGY, level: int = 9) -> bytes:
+    """Raw deflate (no zlib header or checksum: blocks carry their own CRC)."""
+    engine = zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy)
+    return engine.compress(data) + engine.flush()
 
 
-def _zlib_decode(cur: Cursor, n: int, dtype: np.dtype) -> np.ndarray:
-    want = n * dtype.itemsize
-    data = inflate(cur.take(cur.remaining, "zlib stream"), want, cur)
-    return np.frombuffer(data, dtype=dtype).copy()
-
-
-def inflate(data: bytes | memoryview, size: int, cur: Cursor) -> bytes:
-    """zlib-decompress exactly ``size`` bytes, never producing more (a zip bomb stops at ``size + 1``)."""
-    engine = zlib.decompressobj()
+def inflate(data: bytes | memoryview, size: int, cur: Cursor, *, raw: bool = True) -> bytes:
+    """Decompress exactly ``size`` bytes, never producing more (a deflate bomb stops at ``size + 1``)."""
+    engine = zlib.decompressobj(-15 if raw else 15)
     try:
         out = engine.decompress(data, size + 1)
     except zlib.error as exc:
-        raise cur.fail(f"corrupt zlib stream ({exc})") from None
-    if len(out) != size or not engine.eof or engine.unconsumed_tail:
-        raise cur.fail(f"zlib stream decodes to {len(out)} bytes, expected {size}")
+        raise cur.fail(f"corrupt deflate stream ({exc})") from None
+    if len(out) != size or not engine.eof or engine.unconsumed_tail or engine.unused_data:
+        raise cur.fail(f"deflate stream decodes to {len(out)} bytes, expected {size}")
     return out
 
 
-# -- Huffman streams -------------------------------------------------------------------------------------------
+def _deflate_encode(words: np.ndarray) -> bytes | None:
+    return deflate(words.tobytes()) if words.nbytes <= DEFLATE_LIMIT else None
 
 
-def _write_stream(symbols: np.ndarray, alphabet: int) -> bytes:
-    """``u32 alphabet, alphabet x u8 lengths, u64 nbits, bits`` for ``symbols`` in ``0 .. alphabet - 1``."""
-    table = huffman.HuffmanTable.from_counts(np.bincount(symbols, minlength=alphabet))
-    bits, nbits = huffman.encode(symbols, table)
-    return b"".join([np.uint32(alphabet).tobytes(), table.lengths.tobytes(), np.uint64(nbits).tobytes(), bits])
+def _deflate_decode(cur: Cursor, n: int, dtype: np.dtype) -> np.ndarray:
+    data = inflate(cur.take(cur.remaining, "deflate stream"), n * dtype.itemsize, cur)
+    return np.frombuffer(data, dtype=dtype)
 
 
-def _stream_bytes(counts: np.ndarray) -> int:
-    """The size :func:`_write_stream` would produce, without encoding (for choosing parameters)."""
+# -- symbol streams --------------------------------------------------------------------------------------------
+
+
+def write_stream(symbols: np.ndarray, alphabet: int, counts: np.ndarray | None = None) -> bytes:
+    """Entropy-code ``symbols`` (integers in ``0 .. alphabet - 1``; the reader knows both and the count).
+
+    ``u8 method``, then: 0 = the symbols as bytes; 1 = ``varint L`` + L bytes of raw deflate of those bytes;
+    2 = canonical Huffman: ``varint L`` + L bytes of raw deflate of the ``alphabet`` code lengths, ``varint B``
+    (bit count), ⌈B/8⌉ bytes. Methods 0 and 1 need ``alphabet <= 256``.
+    """
+    best: bytes | None = None
+    if alphabet <= 256:
+        data = symbols.astype(np.uint8, copy=False).tobytes()
+        best = bytes([STREAM_BYTES]) + data
+        strategies = [zlib.Z_HUFFMAN_ONLY, zlib.Z_RLE]
+        if len(data) <= DEFLATE_LIMIT:
+            strategies.append(zlib.Z_DEFAULT_STRATEGY)
+        for strategy in strategies:
+            packed = deflate(data, strategy)
+            if len(packed) + 6 < len(best):
+                best = bytes([STREAM_DEFLATE]) + varint(len(packed)) + packed
+    if counts is None:
+        counts = np.bincount(symbols, minlength=alphabet)
     table = huffman.HuffmanTable.from_counts(counts)
-    return 12 + counts.size + (table.bits(counts) + 7) // 8
+    lengths = deflate(table.lengths.tobytes())
+    nbits = table.bits(counts)
+    estimate = 1 + len(lengths) + 2 * len(varint(nbits)) + (nbits + 7) // 8
+    if best is None or estimate < len(best):
+        bits, nbits = huffman.encode(symbols, table)
+        best = b"".join([bytes([STREAM_HUFFMAN]), varint(len(lengths)), lengths, varint(nbits), bits])
+    return best
 
 
-def _read_stream(cur: Cursor, count: int, alphabet_limit: int) -> np.ndarray:
-    alphabet = cur.bounded(cur.u32("alphabet size"), alphabet_limit, "Huffman alphabet size")
-    lengths = np.frombuffer(cur.take(alphabet, "code lengths"), dtype=np.uint8)
-    nbits = cur.u64("bit count")
+def read_stream(cur: Cursor, count: int, alphabet: int) -> np.ndarray:
+    """Decode ``count`` symbols below ``alphabet`` written by :func:`write_stream` (uint8 or int64 array)."""
+    method = cur.u8("stream method")
+    if method in (STREAM_BYTES, STREAM_DEFLATE) and alphabet <= 256:
+        if method == STREAM_BYTES:
+            data = cur.take(count, "symbol bytes")
+        else:
+            data = inflate(cur.take(cur.varint("deflate length"), "deflate stream"), count, cur)
+        symbols = np.frombuffer(data, dtype=np.uint8)
+        if alphabet < 256 and count and int(symbols.max()) >= alphabet:
+            raise cur.fail(f"symbol {int(symbols.max())} is outside the alphabet of {alphabet}")
+        return symbols
+    if method != STREAM_HUFFMAN:
+        raise cur.fail(f"unknown stream method {method} for an alphabet of {alphabet}")
+    lengths = inflate(cur.take(cur.varint("code table length"), "code table"), alphabet, cur)
+    nbits = cur.varint("bit count")
     if nbits > 8 * cur.remaining:
         raise cur.fail(f"bit count {nbits} exceeds the {cur.remaining} bytes left")
     if count > nbits:
         raise cur.fail(f"{count} symbols cannot fit in {nbits} bits")
     data = cur.take((nbits + 7) // 8, "bit stream")
-    return huffman.decode(data, nbits, count, huffman.HuffmanTable(lengths))
+    try:
+        return huffman.decode(data, nbits, count, huffman.HuffmanTable(np.frombuffer(lengths, dtype=np.uint8)))
+    except InputError as exc:
+        raise cur.fail(str(exc)) from None
 
 
-# -- symbols: codebook + Huffman indices -------------------------------------------------------------------------
+# -- codebooks: sorted distinct words, Rice-coded deltas ---------------------------------------------------------
+
+
+def write_codebook(values: np.ndarray) -> bytes:
+    """Sorted distinct words as ``u8 form`` + data: 0 = raw words; 1 = Rice-coded deltas.
+
+    Form 1 splits the words at the top bit (for floats: positive, then negative, each in increasing magnitude)
+    and writes ``varint`` (size of the first group), then per non-empty group: the first word raw; if the group
+    has more words, ``u8 k``, ``varint U``, U bytes of unary high parts (``(d - 1) >> k`` zeros then a one,
+    for each delta d), and ⌈(g - 1)·k / 8⌉ bytes of k-bit low parts, all bits most significant first.
+    """
+    raw = bytes([BOOK_RAW]) + values.tobytes()
+    width = values.dtype.itemsize
+    top = np.uint64(1) << np.uint64(8 * width - 1)
+    wide = values.astype(np.uint64)
+    split = int(np.searchsorted(wide, top))
+    parts = [bytes([BOOK_RICE]), varint(split)]
+    for group in (wide[:split], wide[split:]):
+        if group.size:
+            parts.append(group[:1].astype(values.dtype).tobytes())
+        if group.size > 1:
+            parts.append(_rice(np.diff(group) - np.uint64(1), 8 * width))
+    rice = b"".join(parts)
+    return rice if len(rice) < len(raw) else raw
+
+
+def _rice(gaps: np.ndarray, word_bits: int) -> bytes:
+    ks = np.arange(word_bits, dtype=np.uint64)
+    costs = [int(np.sum(gaps >> k)) + int(k) * gaps.size for k in ks]
+    k = int(np.argmin(costs))
+    high = (gaps >> np.uint64(k)).astype(np.int64)
+    ones = np.cumsum(high + 1) - 1
+    unary = np.zeros(int(ones[-1]) + 1, dtype=np.uint8)
+    unary[ones] = 1
+    unary_bytes = np.packbits(unary).tobytes()
+    low = gaps & np.uint64((1 << k) - 1)
+    bits = ((low[:, None] >> np.arange(k - 1, -1, -1, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+    return bytes([k]) + varint(len(unary_bytes)) + unary_bytes + np.packbits(bits.ravel()).tobytes()
+
+
+def read_codebook(cur: Cursor, size: int, dtype: np.dtype) -> np.ndarray:
+    """``size`` strictly increasing words of ``dtype`` written by :func:`write_codebook`."""
+    form = cur.u8("codebook form")
+    if form == BOOK_RAW:
+        values = np.frombuffer(cur.take(size * dtype.itemsize, "codebook"), dtype=dtype)
+    elif form == BOOK_RICE:
+        split = cur.bounded(cur.varint("codebook split"), size, "codebook split")
+        width_bits = 8 * dtype.itemsize
+        top = 1 << (width_bits - 1)
+        groups = [_read_group(cur, split, dtype, 0, top - 1),
+                  _read_group(cur, size - split, dtype, top, (1 << width_bits) - 1)]
+        values = np.concatenate(groups).astype(dtype)
+    else:
+        raise cur.fail(f"unknown codebook form {form}")
+    if size > 1 and not np.all(values[1:] > values[:-1]):
+        raise cur.fail("codebook is not strictly increasing")
+    return values
+
+
+def _read_group(cur: Cursor, size: int, dtype: np.dtype, low: int, high: int) -> np.ndarray:
+    if size == 0:
+        return np.zeros(0, dtype=np.uint64)
+    first = int(np.frombuffer(cur.take(dtype.itemsize, "codebook base"), dtype=dtype)[0])
+    if not low <= first <= high:
+        raise cur.fail("codebook base outside its group")
+    if size == 1:
+        return np.array([first], dtype=np.uint64)
+    k = cur.bounded(cur.u8("Rice parameter"), 8 * dtype.itemsize - 1, "Rice parameter")
+    unary = np.unpackbits(np.frombuffer(cur.take(cur.varint("unary length"), "unary bits"), dtype=np.uint8))
+    ones = np.flatnonzero(unary)
+    if ones.size != size - 1 or ones[-1] // 8 != unary.size // 8 - 1:
+        raise cur.fail("codebook unary part does not hold its deltas")
+    high_parts = (np.diff(ones, prepend=-1) - 1).astype(np.uint64)
+    if int(high_parts.max()) >> (63 - k):
+        raise cur.fail("codebook delta overflows")
+    nbytes = ((size - 1) * k + 7) // 8
+    bits = np.unpackbits(np.frombuffer(cur.take(nbytes, "Rice low bits"), dtype=np.uint8))[: (size - 1) * k]
+    lows = np.zeros(size - 1, dtype=np.uint64)
+    for column in bits.reshape(size - 1, k).T if k else ():
+        lows = (lows << np.uint64(1)) | column
+    deltas = (high_parts << np.uint64(k)) + lows + np.uint64(1)
+    values = np.concatenate([[np.uint64(first)], np.uint64(first) + np.cumsum(deltas, dtype=np.uint64)])
+    if not np.all(values[1:] > values[:-1]) or int(values[-1]) > high:
+        raise cur.fail("codebook deltas overflow their group")
+    return values
+
+
+# -- symbols: codebook + coded indices ---------------------------------------------------------------------------
+
+
+def _few_distinct(words: np.ndarray) -> bool:
+    """Cheap pre-check on a strided sample: a dense float tensor has nearly all values distinct."""
+    if words.size <= 4 * MAX_SYMBOLS:
+        return True
+    sample = words[:: words.size // MAX_SYMBOLS][:MAX_SYMBOLS]
+    return np.unique(sample).size < MAX_SYMBOLS // 2
 
 
 def _symbols_encode(words: np.ndarray) -> bytes | None:
-    values, index, counts = np.unique(words, return_inverse=True, return_counts=True)
-    if values.size > MAX_SYMBOLS or words.size == 0:
+    if words.size == 0 or not _few_distinct(words):
         return None
-    if values.size * (words.dtype.itemsize + 1) + huffman.entropy_bits(counts) / 8 >= words.nbytes:
-        return None  # the codebook plus the Shannon bound already exceed raw: do not build the code
-    return np.uint32(values.size).tobytes() + values.tobytes() + _write_stream(index.ravel(), values.size)
+    values, index, counts = np.unique(words, return_inverse=True, return_counts=True)
+    if values.size > MAX_SYMBOLS:
+        return None
+    if values.size * words.dtype.itemsize // 2 + huffman.entropy_bits(counts) / 8 >= words.nbytes:
+        return None  # even a half-size codebook plus the Shannon bound exceed raw: do not build the code
+    index = index.ravel()
+    return varint(values.size) + write_codebook(values) + write_stream(index, values.size, counts)
 
 
 def _symbols_decode(cur: Cursor, n: int, dtype: np.dtype) -> np.ndarray:
-    size = cur.bounded(cur.u32("codebook size"), MAX_SYMBOLS, "codebook size")
+    size = cur.bounded(cur.varint("codebook size"), MAX_SYMBOLS, "codebook size")
     if size == 0:
         raise cur.fail("empty codebook")
-    values = np.frombuffer(cur.take(size * dtype.itemsize, "codebook"), dtype=dtype)
-    index = _read_stream(cur, n, size)
+    values = read_codebook(cur, size, dtype)
+    index = read_stream(cur, n, size)
     cur.expect_end()
     return values[index]
 
@@ -150,7 +294,7 @@ def _run_symbols(positions: np.ndarray, n: int, run: int) -> tuple[np.ndarray, i
     fillers = gaps // run
     remainder = gaps % run
     total = int(fillers.sum()) + positions.size
-    symbols = np.full(total, run, dtype=np.int64)
+    symbols = np.full(total, run, dtype=np.uint8)
     slots = np.cumsum(fillers[:-1] + 1) - 1
     symbols[slots] = remainder[:-1]
     return symbols, int(remainder[-1])
@@ -158,30 +302,30 @@ def _run_symbols(positions: np.ndarray, n: int, run: int) -> tuple[np.ndarray, i
 
 def _sparse_encode(words: np.ndarray) -> bytes | None:
     positions = np.flatnonzero(words)
-    if positions.size > words.size // 2:
+    if positions.size > words.size // 2 or words.size == 0:
         return None
-    best: tuple[int, int] | None = None
+    best: tuple[float, int] | None = None
     for run in RUN_LENGTHS:
         symbols, _ = _run_symbols(positions, words.size, run)
-        size = _stream_bytes(np.bincount(symbols, minlength=run + 1))
+        size = huffman.entropy_bits(np.bincount(symbols, minlength=run + 1)) + 8 * (run + 1) / 2
         best = min(best or (size, run), (size, run))
     assert best is not None
     run = best[1]
     symbols, tail = _run_symbols(positions, words.size, run)
     codec, values = encode_best(words[positions], VALUE_CODECS)
-    header = np.array([run, tail], dtype="<u4").tobytes() + np.uint64(symbols.size).tobytes()
-    return b"".join([header, _write_stream(symbols, run + 1), _nested(codec, values)])
+    header = varint(run) + varint(tail) + varint(symbols.size)
+    return b"".join([header, write_stream(symbols, run + 1), _nested(codec, values)])
 
 
 def _sparse_decode(cur: Cursor, n: int, dtype: np.dtype) -> np.ndarray:
-    run = cur.bounded(cur.u32("run length"), 1 << 16, "run length")
-    tail = cur.u32("tail zeros")
-    nsym = cur.u64("run symbol count")
+    run = cur.bounded(cur.varint("run length"), 255, "run length")
+    tail = cur.varint("tail zeros")
+    nsym = cur.varint("run symbol count")
     if run == 0 or tail >= run:
         raise cur.fail(f"bad run length {run} / tail {tail}")
-    if n > nsym * run + tail or nsym > 8 * cur.remaining:
+    if nsym > n or n > nsym * run + tail:
         raise cur.fail(f"{nsym} run symbols cannot describe {n} elements")
-    symbols = _read_stream(cur, nsym, run + 1)
+    symbols = read_stream(cur, nsym, run + 1).astype(np.int64)
     is_value = symbols < run
     advance = np.where(is_value, symbols + 1, run)
     if int(advance.sum()) + tail != n:
@@ -205,10 +349,10 @@ def _byteplane_encode(words: np.ndarray) -> bytes | None:
     parts = []
     for plane in planes:
         plane = np.ascontiguousarray(plane)
-        codec, payload = encode_best(plane, PLANE_CODECS)
-        if codec != RAW and len(payload) > plane.size * (1 - PLANE_MIN_GAIN):
-            codec, payload = RAW, plane.tobytes()
-        parts.append(_nested(codec, payload))
+        coded = write_stream(plane, 256)
+        if len(coded) > 1 + plane.size * (1 - PLANE_MIN_GAIN):
+            coded = bytes([STREAM_BYTES]) + plane.tobytes()
+        parts.append(coded)
     return b"".join(parts)
 
 
@@ -217,8 +361,7 @@ def _byteplane_decode(cur: Cursor, n: int, dtype: np.dtype) -> np.ndarray:
         raise cur.fail("byte planes of 1-byte words")
     out = np.empty((n, dtype.itemsize), dtype=np.uint8)
     for k in range(dtype.itemsize):
-        codec, sub = cur.sub(f"plane {k}")
-        out[:, k] = decode_with(codec, sub, n, np.dtype(np.uint8), PLANE_CODECS)
+        out[:, k] = read_stream(cur, n, 256)
     cur.expect_end()
     return out.view(dtype).reshape(n)
 
@@ -230,32 +373,37 @@ CODECS: dict[int, Codec] = {
     codec.id: codec
     for codec in (
         Codec(RAW, "raw", _raw_encode, _raw_decode),
-        Codec(ZLIB, "zlib", _zlib_encode, _zlib_decode),
+        Codec(DEFLATE, "deflate", _deflate_encode, _deflate_decode),
         Codec(SYMBOLS, "symbols", _symbols_encode, _symbols_decode),
         Codec(SPARSE, "sparse", _sparse_encode, _sparse_decode),
         Codec(BYTEPLANE, "byteplane", _byteplane_encode, _byteplane_decode),
     )
 }
-#: What a whole tensor may use, what a sparse tensor's non-zero values may use, and what a byte plane may use.
-TENSOR_CODECS = (RAW, ZLIB, SYMBOLS, SPARSE, BYTEPLANE)
-VALUE_CODECS = (RAW, SYMBOLS, BYTEPLANE)
-PLANE_CODECS = (RAW, SYMBOLS)
+#: What a whole tensor may use, and what a sparse tensor's non-zero values may use.
+TENSOR_CODECS = (RAW, DEFLATE, SYMBOLS, SPARSE, BYTEPLANE)
+VALUE_CODECS = (RAW, DEFLATE, SYMBOLS, BYTEPLANE)
 
 
 def _nested(codec: int, payload: bytes) -> bytes:
-    return np.uint8(codec).tobytes() + np.uint64(len(payload)).tobytes() + payload
+    return bytes([codec]) + varint(len(payload)) + payload
 
 
 def encode_best(words: np.ndarray, allowed: tuple[int, ...] = TENSOR_CODECS) -> tuple[int, bytes]:
-    """Encode ``words`` with every allowed codec and keep the smallest payload (raw on ties)."""
+    """Encode ``words`` with every applicable allowed codec and keep the smallest payload (raw on ties)."""
     best = (RAW, _raw_encode(words))
-    for codec_id in allowed:
+    order = sorted(allowed, key=_TRY_ORDER.index)  # likely winners first, so later ones can be skipped
+    for codec_id in order:
         if codec_id == RAW:
             continue
+        if codec_id == DEFLATE and best[0] in (SYMBOLS, SPARSE) and len(best[1]) < words.nbytes // 8:
+            continue  # deflate cannot get under 1 bit per byte of an order-0 coded stream that small
         payload = CODECS[codec_id].encode(words)
         if payload is not None and len(payload) < len(best[1]):
             best = (codec_id, payload)
     return best
+
+
+_TRY_ORDER = [SPARSE, SYMBOLS, BYTEPLANE, DEFLATE, RAW]
 
 
 def decode_with(codec_id: int, cur: Cursor, n: int, dtype: np.dtype,

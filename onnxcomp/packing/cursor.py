@@ -11,6 +11,16 @@ import struct
 from onnxcomp.errors import InputError
 
 
+def varint(value: int) -> bytes:
+    """Encode ``0 <= value < 2**64`` as unsigned LEB128 (the inverse of :meth:`Cursor.varint`)."""
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
 class Cursor:
     """Sequential little-endian reads from a buffer, each checked against what is left."""
 
@@ -38,6 +48,10 @@ class Cursor:
         self._pos += size
         return view
 
+    def consumed(self, start: int) -> bytes:
+        """The bytes read since position ``start`` (to checksum a header just parsed)."""
+        return bytes(self._data[start:self._pos])
+
     def _unpack(self, fmt: str, what: str) -> int:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))[0]
 
@@ -53,6 +67,19 @@ class Cursor:
     def u64(self, what: str) -> int:
         return self._unpack("<Q", what)
 
+    def varint(self, what: str) -> int:
+        """An unsigned LEB128 integer: 7 bits per byte, low group first, at most 10 bytes (< 2**64)."""
+        value = shift = 0
+        for _ in range(10):
+            byte = self._unpack("<B", what)
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                if value >> 64:
+                    break
+                return value
+            shift += 7
+        raise self.fail(f"{what} is not a valid varint (corrupt file?)")
+
     def bounded(self, value: int, limit: int, what: str) -> int:
         """Return ``value`` if ``0 <= value <= limit``, else fail naming ``what``."""
         if not 0 <= value <= limit:
@@ -60,9 +87,9 @@ class Cursor:
         return value
 
     def sub(self, what: str) -> tuple[int, Cursor]:
-        """Read a nested stream: ``u8 codec id, u64 length, payload``; return the id and a cursor over it."""
+        """Read a nested stream: ``u8 codec id, varint length, payload``; return the id and a cursor over it."""
         codec = self.u8(f"{what} codec")
-        length = self.u64(f"{what} length")
+        length = self.varint(f"{what} length")
         return codec, Cursor(self.take(length, what), f"{self.where}/{what}" if self.where else what)
 
     def expect_end(self) -> None:

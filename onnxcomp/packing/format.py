@@ -1,6 +1,6 @@
 """The ``.onnxc`` container: write it, and read it back without trusting a single byte (see docs/FORMAT.md).
 
-Layout: a fixed header, the model protobuf with its weight bytes taken out (compressed with zlib or xz,
+Layout: a fixed header, the model protobuf with its weight bytes taken out (compressed with zlib or raw LZMA2,
 whichever is smaller), then one block per weight tensor. Tensors are identified by their position in a fixed
 walk of the graph (initializers, then node attributes depth-first, then functions), so names need not be
 unique and Constant-node and subgraph weights are handled like initializers.
@@ -27,20 +27,27 @@ from google.protobuf.message import DecodeError
 
 from onnxcomp.errors import InputError
 from onnxcomp.packing import codecs
-from onnxcomp.packing.cursor import Cursor
+from onnxcomp.packing.cursor import Cursor, varint
 from onnxcomp.packing.huffman import entropy_bits
 
 MAGIC = b"\x89ONNXC\r\n"
 VERSION = (1, 0)
 HEADER = struct.Struct("<8sHHIIB3xQQI")  # + u32 CRC-32 of these 44 bytes
-BLOCK = struct.Struct("<IBBHQQI")  # + u32 CRC-32 of these 28 bytes and the payload
+#: A block: varint tensor number, u8 kind, varint decoded size, varint payload length, u32 CRC-32 (of the
+#: header bytes before it, continued over the decoded bytes), payload. The smallest possible block is 8 bytes.
+MIN_BLOCK = 8
+KIND_CODEC, KIND_WIDTH_SHIFT, KIND_EXTERNAL = 0x0F, 4, 0x40
 FLAG_EXTERNAL = 1
 #: Tensors smaller than this stay inside the graph section (the graph codec handles them well).
 MIN_BLOCK_BYTES = 64
 #: The graph section is a protobuf message, which cannot reach 2 GiB.
 MAX_GRAPH_BYTES = 2**31 - 1
-GRAPH_ZLIB, GRAPH_XZ = 1, 2
-_XZ_MEMLIMIT = 512 * 2**20
+GRAPH_ZLIB, GRAPH_LZMA = 1, 3
+#: (lc, lp, pb) settings tried for the graph's raw LZMA2 stream; protobuf bytes are not word-aligned.
+_LZMA_PROPS = ((3, 0, 2), (3, 0, 0), (2, 0, 0), (1, 0, 0), (0, 0, 0), (4, 0, 0))
+#: The raw LZMA2 dictionary is the graph size rounded up to a power of two, within these bounds (so a forged
+#: graph size cannot make the decoder allocate more than 64 MiB).
+_LZMA_DICT = (1 << 12, 1 << 26)
 
 #: Bits per element of the ONNX data types whose bytes we carry in blocks (anything else stays in the graph).
 DTYPE_BITS: dict[int, int] = {
@@ -149,9 +156,10 @@ def expected_nbytes(tensor: onnx.TensorProto) -> int | None:
     return (count * bits + 7) // 8
 
 
-def _word_width(tensor: onnx.TensorProto) -> int:
-    bits = DTYPE_BITS.get(tensor.data_type, 8)
-    return min(max(bits // 8, 1), 8)
+def _block_width(tensor: onnx.TensorProto, size: int) -> int:
+    """The word size a block codes a tensor with: its element size (at most 8), or 1 if that does not divide."""
+    width = min(max(DTYPE_BITS.get(tensor.data_type, 8) // 8, 1), 8)
+    return width if size % width == 0 else 1
 
 
 # -- writing -------------------------------------------------------------------------------------------------------
@@ -205,23 +213,35 @@ def _header(blocks: int, graph_codec: int, payload: bytes, graph: bytes) -> byte
 
 
 def _compress_graph(graph: bytes) -> tuple[int, bytes]:
-    candidates = [(GRAPH_ZLIB, zlib.compress(graph, 9)),
-                  (GRAPH_XZ, lzma.compress(graph, format=lzma.FORMAT_XZ, preset=9 | lzma.PRESET_EXTREME))]
+    candidates = [(GRAPH_ZLIB, zlib.compress(graph, 9))]
+    for lc, lp, pb in _LZMA_PROPS if len(graph) <= 1 << 22 else _LZMA_PROPS[:1]:
+        props = (pb * 5 + lp) * 9 + lc
+        payload = lzma.compress(graph, format=lzma.FORMAT_RAW, filters=_lzma_filters(props, len(graph)))
+        candidates.append((GRAPH_LZMA, bytes([props]) + payload))
     return min(candidates, key=lambda item: len(item[1]))
 
 
+def _lzma_filters(props: int, size: int) -> list[dict[str, int]]:
+    lc, rest = props % 9, props // 9
+    dict_size = min(max(1 << max(size - 1, 1).bit_length(), _LZMA_DICT[0]), _LZMA_DICT[1])
+    return [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": dict_size, "lc": lc,
+             "lp": rest % 5, "pb": rest // 5}]
+
+
 def _write_block(index: int, slot: Slot, data: bytes, external: bool, out: BinaryIO) -> BlockInfo:
-    width = _word_width(slot.tensor)
-    words = codecs.words_of(data, width)
+    words = codecs.words_of(data, _block_width(slot.tensor, len(data)))
     codec, payload = codecs.encode_best(words)
-    head = BLOCK.pack(index, codec, words.dtype.itemsize, FLAG_EXTERNAL if external else 0, len(data),
-                      len(payload), zlib.crc32(data))
-    out.write(head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))))
+    kind = codec | (_LOG2[words.dtype.itemsize] << KIND_WIDTH_SHIFT) | (KIND_EXTERNAL if external else 0)
+    head = varint(index) + bytes([kind]) + varint(len(data)) + varint(len(payload))
+    out.write(head + struct.pack("<I", zlib.crc32(data, zlib.crc32(head))))
     out.write(payload)
     counts = np.unique(words, return_counts=True)[1] if words.size else np.zeros(0)
     return BlockInfo(index, slot.label, onnx.TensorProto.DataType.Name(slot.tensor.data_type), words.size,
-                     len(data), codecs.codec_name(codec), BLOCK.size + 4 + len(payload),
+                     len(data), codecs.codec_name(codec), len(head) + 4 + len(payload),
                      entropy_bits(counts) / 8, external, counts.size * words.dtype.itemsize)
+
+
+_LOG2 = {1: 0, 2: 1, 4: 2, 8: 3}
 
 
 # -- reading -------------------------------------------------------------------------------------------------------
@@ -254,7 +274,7 @@ def read_container(data: bytes | memoryview, *, where: str = "", max_decoded_byt
     limit = max_decoded_bytes if max_decoded_bytes is not None else _physical_memory()
     blocks, graph_codec, graph_payload, graph = _read_header(cur)
     model = _parse_graph(cur, graph_codec, graph_payload, graph)
-    cur.bounded(blocks, cur.remaining // (BLOCK.size + 4), "block count")
+    cur.bounded(blocks, cur.remaining // MIN_BLOCK, "block count")
     slots = walk_tensors(model)
     seen: set[int] = set()
     external: list[onnx.TensorProto] = []
@@ -301,29 +321,32 @@ def _parse_graph(cur: Cursor, codec: int, payload: int, graph: tuple[int, int]) 
 
 def _read_block(cur: Cursor, number: int, slots: list[Slot], seen: set[int], budget: int) -> tuple[BlockInfo, int]:
     what = f"block {number}"
-    raw = cur.take(BLOCK.size, f"{what} header")
-    index, codec, width, flags, size, length, data_crc = BLOCK.unpack(raw)
+    start = cur.position
+    index = cur.varint(f"{what} tensor number")
+    kind = cur.u8(f"{what} kind")
+    size = cur.varint(f"{what} decoded size")
+    length = cur.varint(f"{what} payload length")
+    head = cur.consumed(start)
     check = cur.u32(f"{what} checksum")
     payload = cur.take(length, f"{what} payload")
-    if zlib.crc32(payload, zlib.crc32(raw)) != check:
-        raise cur.fail(f"{what} checksum mismatch (corrupt file)")
     slot = _target(cur, what, index, slots, seen)
     declared = expected_nbytes(slot.tensor)
-    if declared != size or width not in codecs.WORD_TYPES or size % width or flags & ~FLAG_EXTERNAL:
+    width = 1 << ((kind >> KIND_WIDTH_SHIFT) & 3)
+    if declared != size or width != _block_width(slot.tensor, size) or kind & 0x80:
         raise cur.fail(f"{what} declares {size} bytes of {width}-byte words for {slot.label!r}, "
                        f"whose shape needs {declared}")
     if size > budget:
         raise cur.fail(f"{what} would decode past the {budget + size}-byte limit; refusing to allocate")
     sub = Cursor(payload, f"{cur.where}: {what} ({slot.label})")
-    dtype = codecs.WORD_TYPES[width]
-    words = codecs.decode_with(codec, sub, size // width, dtype)
+    codec = kind & KIND_CODEC
+    words = codecs.decode_with(codec, sub, size // width, codecs.WORD_TYPES[width])
     data = words.tobytes()
-    if zlib.crc32(data) != data_crc:
-        raise cur.fail(f"{what} ({slot.label}) decoded data fails its checksum")
+    if zlib.crc32(data, zlib.crc32(head)) != check:
+        raise cur.fail(f"{what} ({slot.label}) checksum mismatch (corrupt file)")
     slot.tensor.raw_data = data
     info = BlockInfo(index, slot.label, onnx.TensorProto.DataType.Name(slot.tensor.data_type), size // width,
-                     size, codecs.codec_name(codec), BLOCK.size + 4 + length, float("nan"),
-                     bool(flags & FLAG_EXTERNAL))
+                     size, codecs.codec_name(codec), len(head) + 4 + length, float("nan"),
+                     bool(kind & KIND_EXTERNAL))
     return info, size
 
 
@@ -339,22 +362,24 @@ def _target(cur: Cursor, what: str, index: int, slots: list[Slot], seen: set[int
 
 
 def _inflate_graph(data: memoryview, size: int, cur: Cursor) -> bytes:
-    return codecs.inflate(data, size, cur)
+    return codecs.inflate(data, size, cur, raw=False)
 
 
-def _unxz_graph(data: memoryview, size: int, cur: Cursor) -> bytes:
-    engine = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=_XZ_MEMLIMIT)
+def _unlzma_graph(data: memoryview, size: int, cur: Cursor) -> bytes:
+    if not len(data) or data[0] >= 9 * 5 * 5 or data[0] % 9 + data[0] // 9 % 5 > 4:
+        raise cur.fail("bad LZMA properties in the graph section")
+    engine = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_lzma_filters(data[0], size))
     try:
-        out = engine.decompress(bytes(data), size + 1)
+        out = engine.decompress(bytes(data[1:]), size + 1)
     except lzma.LZMAError as exc:
-        raise cur.fail(f"corrupt xz graph section ({exc})") from None
-    if len(out) != size or not engine.eof:
+        raise cur.fail(f"corrupt LZMA graph section ({exc})") from None
+    if len(out) != size or not engine.eof or engine.unused_data:
         raise cur.fail(f"graph section decodes to {len(out)} bytes, expected {size}")
     return out
 
 
-_GRAPH_DECODERS = {GRAPH_ZLIB: _inflate_graph, GRAPH_XZ: _unxz_graph}
-_GRAPH_CODEC_NAMES = {GRAPH_ZLIB: "zlib", GRAPH_XZ: "xz"}
+_GRAPH_DECODERS = {GRAPH_ZLIB: _inflate_graph, GRAPH_LZMA: _unlzma_graph}
+_GRAPH_CODEC_NAMES = {GRAPH_ZLIB: "zlib", GRAPH_LZMA: "lzma2"}
 
 
 def _physical_memory() -> int:

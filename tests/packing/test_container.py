@@ -19,6 +19,7 @@ from onnxcomp import io
 from onnxcomp.errors import InputError
 from onnxcomp.packing import format as fmt
 from onnxcomp.packing import pack, pack_file, pack_with_report, unpack, unpack_file, unpack_proto
+from onnxcomp.packing.cursor import Cursor, varint
 from onnxcomp.weights import iter_weights
 
 FIXTURE_NAMES = ["lenet300", "lenet5", "resnet", "mobilenetv2", "yolo_block", "transformer",
@@ -127,14 +128,18 @@ def _first_block_offset(data: bytes) -> int:
 
 
 def _with_block(data: bytes, **fields: int) -> bytes:
+    """Rewrite the first block's header fields and recompute its checksum (over the new header and the
+    tensor's true decoded bytes), as a deliberate attacker would; the payload is left as it is."""
     start = _first_block_offset(data)
-    names = ["index", "codec", "width", "flags", "size", "length", "crc"]
-    values = dict(zip(names, fmt.BLOCK.unpack(data[start:start + fmt.BLOCK.size]), strict=True))
-    values.update(fields)
-    head = fmt.BLOCK.pack(*values.values())
-    payload_start = start + fmt.BLOCK.size + 4
-    payload = data[payload_start:payload_start + values["length"]]
-    check = struct.pack("<I", zlib.crc32(payload, zlib.crc32(head)))
+    cur = Cursor(data[start:])
+    index, kind, size, length = cur.varint("i"), cur.u8("k"), cur.varint("s"), cur.varint("l")
+    payload_start = start + cur.position + 4
+    decoded = fmt.walk_tensors(unpack_proto(data).model)[index].tensor.raw_data
+    values = {"index": index, "codec": kind & 0x0F, "width": (kind >> 4) & 3, "external": kind >> 6,
+              "size": size, "length": length} | fields
+    kind = values["codec"] | values["width"] << 4 | values["external"] << 6
+    head = varint(values["index"]) + bytes([kind]) + varint(values["size"]) + varint(values["length"])
+    check = struct.pack("<I", zlib.crc32(decoded, zlib.crc32(head)))
     return data[:start] + head + check + data[payload_start:]
 
 
@@ -153,8 +158,10 @@ def _with_block(data: bytes, **fields: int) -> bytes:
     (lambda d: _with_block(d, size=2**60), "declares"),
     (lambda d: _with_block(d, index=10**6), "does not exist"),
     (lambda d: _with_block(d, length=2**40), "truncated"),
-    (lambda d: _with_block(d, codec=77), "unknown or misplaced codec"),
+    (lambda d: _with_block(d, codec=7), "unknown or misplaced codec"),
     (lambda d: _with_block(d, width=3), "declares"),
+    (lambda d: _with_block(d, external=2), "declares"),
+    (lambda d: d[:_first_block_offset(d)] + b"\xff" * 11 + d[_first_block_offset(d) + 11:], "varint"),
 ])
 def test_corrupt_containers_are_one_line_input_errors(packed: bytes, mutate, message: str) -> None:
     with pytest.raises(InputError, match=message) as caught:
@@ -184,7 +191,7 @@ def test_every_truncation_is_refused(packed: bytes) -> None:
 
 
 def test_valid_checksums_on_a_corrupt_payload_still_fail_cleanly(packed: bytes) -> None:
-    start = _first_block_offset(packed) + fmt.BLOCK.size + 4
+    start = _first_block_offset(packed) + 12
     rng = np.random.default_rng(3)
     for _ in range(50):
         data = bytearray(packed)
