@@ -1,18 +1,25 @@
 """Channel removal, side by side: MACs, parameters, onnxruntime CPU latency and accuracy per fixture.
 
-For every fixture at ratios 0.25 and 0.5 (L1 criterion, no fine-tuning): MACs ratio and parameter ratio
-(pruned / original, from ``onnxcomp.summary``), the p50 latency ratio at batch 1 and 32 measured with
-interleaved runs (``onnxcomp.check.measure_latency``, one intra-op thread each), and test accuracy for the
-trained fixtures. The "lat/MAC cut" column is (1 - latency ratio) / (1 - MACs ratio) at batch 32: the
-issue's target is >= 0.8 on the conv fixtures. Latency on a shared machine is noisy: re-run when idle.
+For every fixture at ratios 0.25 and 0.5 (no fine-tuning, default ``round_to``): MACs ratio and parameter
+ratio (pruned / original, from ``onnxcomp.summary``), the p50 latency ratio at batch 1 and 32 measured with
+interleaved runs (``onnxcomp.check.measure_latency``, one intra-op thread each, median over ``--repeats``
+measurements), and test accuracy for the trained fixtures: ``acc_after`` without data (criterion ``l1``),
+``acc_data`` with the fixture's calibration split as ``--data`` (criterion ``activation`` and the removed
+channels' means folded into the next layer's bias). The "lat_per_mac_cut" column is
+(1 - latency ratio) / (1 - MACs ratio) at batch 32: the issue's target is >= 0.8 on the conv fixtures.
 
-    .venv/bin/python benchmarks/channels.py [--runs 30] [--round-to 8] [fixture ...]
+Both sessions run with onnxruntime's full graph optimisations (its default, so Conv+BN fusion and NCHWc
+blocking apply to original and pruned alike): the comparison is what a user gets. Latency on a shared
+machine is noisy: re-run when idle.
+
+    .venv/bin/python benchmarks/channels.py [--runs 30] [--repeats 3] [--round-to 8] [fixture ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +27,8 @@ from onnxcomp.passes.channel_removal import ChannelRemovalConfig, ChannelRemoval
 
 from onnxcomp import io
 from onnxcomp.check import measure_latency
+from onnxcomp.data import input_specs, open_data
+from onnxcomp.pass_base import PassContext
 from onnxcomp.session import create_session, run_named
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -55,20 +64,32 @@ def _latency(reference: str, candidate: bytes, x: np.ndarray, runs: int) -> floa
     return float(report.ratio_p50)
 
 
-def bench(name: str, ratio: float, runs: int, round_to: int = 1) -> dict[str, object]:
+def _with_data(path: str, name: str, config: ChannelRemovalConfig) -> bytes | None:
+    """The pruning a user gets with ``--data`` (calibration split), for trained fixtures."""
+    if name not in TRAINED or "calib" not in TRAINED[name]:
+        return None
+    model = io.load(path)
+    data = open_data(str(FIXTURES / TRAINED[name]["calib"]), input_specs(model), batch_size=64)
+    return io.serialize(ChannelRemovalPass(config, PassContext(data=data))(model).model)
+
+
+def bench(name: str, ratio: float, runs: int, round_to: int | None = None, repeats: int = 3) -> dict[str, object]:
     path = str(FIXTURES / f"{name}.onnx")
-    result = ChannelRemovalPass(ChannelRemovalConfig(ratio=ratio, round_to=round_to))(io.load(path))
+    config = ChannelRemovalConfig(ratio=ratio) if round_to is None else ChannelRemovalConfig(ratio, round_to=round_to)
+    result = ChannelRemovalPass(config)(io.load(path))
     pruned = io.serialize(result.model)
     summary = result.report.summary
+    with_data = _with_data(path, name, config)
     row: dict[str, object] = {
         "fixture": name,
         "ratio": ratio,
         "macs": summary["macs_ratio"],
         "params": summary["params_after"] / summary["params_before"],
-        "lat_b1": _latency(path, pruned, _inputs(name, 1), runs),
-        "lat_b32": _latency(path, pruned, _inputs(name, 32), runs),
+        "lat_b1": statistics.median(_latency(path, pruned, _inputs(name, 1), runs) for _ in range(repeats)),
+        "lat_b32": statistics.median(_latency(path, pruned, _inputs(name, 32), runs) for _ in range(repeats)),
         "acc_before": _accuracy(path, name),
         "acc_after": _accuracy(pruned, name),
+        "acc_data": None if with_data is None else _accuracy(with_data, name),
     }
     macs_cut = 1 - float(row["macs"])  # type: ignore[arg-type]
     row["lat_per_mac_cut"] = (1 - float(row["lat_b32"])) / macs_cut if macs_cut > 0 else None  # type: ignore[arg-type]
@@ -83,15 +104,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("fixtures", nargs="*", default=DEFAULT)
     parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--round-to", type=int, default=1, help="e.g. 8: channel counts the CPU kernels block by")
+    parser.add_argument("--round-to", type=int, default=None, help="default: the pass's (8); 1 = exact ratios")
+    parser.add_argument("--repeats", type=int, default=3, help="latency measurements per cell (median reported)")
     parser.add_argument("--ratios", type=float, nargs="*", default=[0.25, 0.5])
     args = parser.parse_args()
     columns = ["fixture", "ratio", "macs", "params", "lat_b1", "lat_b32", "lat_per_mac_cut", "acc_before",
-               "acc_after"]
+               "acc_after", "acc_data"]
     print(" | ".join(f"{c:>15s}" for c in columns), flush=True)
     for name in args.fixtures:
         for ratio in args.ratios:
-            row = bench(name, ratio, args.runs, args.round_to)
+            row = bench(name, ratio, args.runs, args.round_to, args.repeats)
             print(" | ".join(f"{_fmt(row[c]):>15s}" for c in columns), flush=True)
 
 

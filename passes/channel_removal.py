@@ -49,7 +49,9 @@ class ChannelRemovalConfig:
             the trained fixtures at ratio 0.25 (benchmarks/channels.py), activation + mean folding kept
             resnet 0.80 / yolo_block 0.70 / transformer 0.98 where no weight-only criterion beat 0.47 / 0.58
             / 0.96, and among weight-only criteria none won consistently (differences are within noise).
-        round_to: keep channel counts at multiples of this (never above the original count).
+        round_to: keep channel counts at multiples of this (never above the original count; groups under
+            ``2 * round_to`` channels are not rounded). 8 by default: odd widths fall off onnxruntime's
+            blocked convolution kernels and can make a pruned model slower than the original.
         exclude: regex; groups with a source layer whose name matches are left alone (zero channels aside).
         layer_ratios: ``(regex, ratio)`` pairs overriding ``ratio`` for groups with a matching layer name.
         max_drop: with data, the largest top-1 disagreement with the original the result may have.
@@ -61,7 +63,7 @@ class ChannelRemovalConfig:
 
     ratio: float = 0.25
     criterion: Criterion = "auto"
-    round_to: int = 1
+    round_to: int = 8
     exclude: str | None = None
     layer_ratios: tuple[tuple[str, float], ...] = ()
     max_drop: float | None = None

@@ -52,8 +52,8 @@ def _table(report_summary: dict) -> list[str]:
               help="Importance: effective filter L1/L2 norm, BatchNorm |gamma|, or mean |x - E[x]| on --data; "
                    "auto = activation with --data, else l1. With --data removed channels' means go into the "
                    "next layer's bias.")
-@click.option("--round-to", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Keep channel counts at multiples of this (SIMD-friendly).")
+@click.option("--round-to", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Keep channel counts at multiples of this (SIMD-friendly; 1 = exact ratio, often slower).")
 @click.option("--exclude", metavar="REGEX", help="Leave groups with a layer whose name matches alone.")
 @click.option("--layer-ratio", "layer_ratios", multiple=True, metavar="REGEX=RATIO",
               help="Ratio for groups with a matching layer name; repeatable.")

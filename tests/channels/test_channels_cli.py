@@ -45,7 +45,8 @@ def test_exclude_matching_nothing_warns(tmp_path: Path, capsys) -> None:
 
 def test_exclude_keeps_matching_group(tmp_path: Path, capsys) -> None:
     out = tmp_path / "x.onnx"
-    code = cli(["channels", str(fixture_path("lenet300")), "-o", str(out), "--exclude", "fc1", "--json"])
+    code = cli(["channels", str(fixture_path("lenet300")), "-o", str(out), "--exclude", "fc1", "--round-to", "1",
+                "--json"])
     assert code == 0
     rows = {r["group"]: r for r in json.loads(capsys.readouterr().out)["report"]["summary"]["group_table"]}
     assert rows["/fc1/Gemm"]["channels_after"] == 300

@@ -52,7 +52,7 @@ def test_channels_with_negligible_effective_scale_go_and_change_nothing(name: st
     chosen = _scale_bn(model, 0.25, 1e-6, 0.0)
     x, _ = sample_inputs(name, 32)
     expected = run(model, x)
-    result = ChannelRemovalPass(ChannelRemovalConfig(ratio=0.25, criterion="bn"))(model)
+    result = ChannelRemovalPass(ChannelRemovalConfig(ratio=0.25, criterion="bn", round_to=1))(model)
     summary = result.report.summary
     assert summary["channels_before"] - summary["channels_after"] == chosen
     np.testing.assert_allclose(run(result.model, x), expected, rtol=0, atol=1e-4)
@@ -65,7 +65,8 @@ def test_constant_channels_fold_exactly_into_1x1_consumers() -> None:
     x, _ = sample_inputs("mobilenetv2", 32)
     expected = run(model, x)
     data = open_data(str(FIXTURES / "mobilenetv2.calib.npz"), input_specs(model), batch_size=64)
-    result = ChannelRemovalPass(ChannelRemovalConfig(ratio=0.25, criterion="bn"), PassContext(data=data))(model)
+    config = ChannelRemovalConfig(ratio=0.25, criterion="bn", round_to=1)
+    result = ChannelRemovalPass(config, PassContext(data=data))(model)
     assert result.report.summary["bias_folds"] > 0
     np.testing.assert_allclose(run(result.model, x), expected, rtol=0, atol=1e-4)
 
@@ -74,8 +75,8 @@ def test_auto_criterion_uses_activation_with_data_and_recovers_accuracy() -> Non
     x, labels = sample_inputs("resnet", 360)
     model = io.load(fixture_path("resnet"))
     data = open_data(str(FIXTURES / "resnet.calib.npz"), input_specs(model), batch_size=64)
-    with_data = ChannelRemovalPass(ChannelRemovalConfig(ratio=0.25), PassContext(data=data))(model)
-    without = ChannelRemovalPass(ChannelRemovalConfig(ratio=0.25))(io.load(fixture_path("resnet")))
+    with_data = ChannelRemovalPass(ChannelRemovalConfig(ratio=0.25, round_to=1), PassContext(data=data))(model)
+    without = ChannelRemovalPass(ChannelRemovalConfig(ratio=0.25, round_to=1))(io.load(fixture_path("resnet")))
     assert with_data.report.summary["criterion"] == "activation"
     assert without.report.summary["criterion"] == "l1"
     accuracy = [float((run(r.model, x).argmax(1) == labels).mean()) for r in (with_data, without)]
