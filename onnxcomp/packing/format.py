@@ -13,6 +13,7 @@ stays under a global limit. Decoded bytes are then checked against their own CRC
 
 from __future__ import annotations
 
+import itertools
 import lzma
 import os
 import struct
@@ -36,7 +37,9 @@ HEADER = struct.Struct("<8sHHIIB3xQQI")  # + u32 CRC-32 of these 44 bytes
 #: A block: varint tensor number, u8 kind, varint decoded size, varint payload length, u32 CRC-32 (of the
 #: header bytes before it, continued over the decoded bytes), payload. The smallest possible block is 8 bytes.
 MIN_BLOCK = 8
-KIND_CODEC, KIND_WIDTH_SHIFT, KIND_EXTERNAL = 0x0F, 4, 0x40
+KIND_CODEC, KIND_WIDTH_SHIFT, KIND_EXTERNAL, KIND_GROUP = 0x0F, 4, 0x40, 0x80
+#: Tensors up to this size may share one block (a group) when that codes smaller.
+GROUP_MAX_BYTES = 4096
 FLAG_EXTERNAL = 1
 #: Tensors smaller than this stay inside the graph section (the graph codec handles them well).
 MIN_BLOCK_BYTES = 64
@@ -44,7 +47,7 @@ MIN_BLOCK_BYTES = 64
 MAX_GRAPH_BYTES = 2**31 - 1
 GRAPH_ZLIB, GRAPH_LZMA = 1, 3
 #: (lc, lp, pb) settings tried for the graph's raw LZMA2 stream; protobuf bytes are not word-aligned.
-_LZMA_PROPS = ((3, 0, 2), (3, 0, 0), (2, 0, 0), (1, 0, 0), (0, 0, 0), (4, 0, 0))
+_LZMA_PROPS = ((2, 0, 0), (1, 0, 0))
 #: The raw LZMA2 dictionary is the graph size rounded up to a power of two, within these bounds (so a forged
 #: graph size cannot make the decoder allocate more than 64 MiB).
 _LZMA_DICT = (1 << 12, 1 << 26)
@@ -177,10 +180,69 @@ def write_container(model: onnx.ModelProto, out: BinaryIO,
     taken = _take_weights(model, read_external)
     graph = model.SerializeToString()
     graph_codec, graph_payload = _compress_graph(graph)
-    out.write(_header(len(taken), graph_codec, graph_payload, graph))
+    encoded = _encode_blocks(taken)
+    out.write(_header(len(encoded), graph_codec, graph_payload, graph))
     out.write(graph_payload)
-    blocks = [_write_block(index, slot, data, external, out) for index, slot, data, external in taken]
+    blocks = []
+    for members, codec, payload in encoded:
+        blocks.extend(_write_block(members, codec, payload, out))
     return ContainerInfo(len(graph), len(graph_payload), _GRAPH_CODEC_NAMES[graph_codec], blocks)
+
+
+_Taken = tuple[int, Slot, bytes, bool]
+
+
+def _encode_blocks(taken: list[_Taken]) -> list[tuple[list[_Taken], int, bytes]]:
+    """One block per tensor, except that small dense tensors (biases, norms: coded raw, as byte planes or
+    deflate) of one word size may share a block, and so its code tables, when that is smaller."""
+    single = {item[0]: [([item], *codecs.encode_best(_words(item)))] for item in taken}
+    dense = (codecs.RAW, codecs.BYTEPLANE, codecs.DEFLATE)
+    pools: dict[tuple[int, bool], list[_Taken]] = {}
+    for item in taken:
+        if len(item[2]) <= GROUP_MAX_BYTES:
+            pools.setdefault((_words(item).dtype.itemsize, item[3]), []).append(item)
+    for pool in pools.values():
+        best: tuple[int, list[_Taken], int, bytes] | None = None
+        for members in (pool, [item for item in pool if single[item[0]][0][1] in dense]):
+            if len(members) < 2:
+                continue
+            codec, payload = codecs.encode_best(np.concatenate([_words(item) for item in members]))
+            saving = sum(len(single[item[0]][0][2]) + 8 for item in members) - len(payload) - 2 * len(members)
+            if saving > 0 and (best is None or saving > best[0]):
+                best = (saving, members, codec, payload)
+        if best is not None:
+            for item in best[1]:
+                single[item[0]] = []
+            single[best[1][0][0]] = [(best[1], best[2], best[3])]
+    return [block for item in taken for block in single[item[0]]]
+
+
+def _words(item: _Taken) -> np.ndarray:
+    return codecs.words_of(item[2], _block_width(item[1].tensor, len(item[2])))
+
+
+def _write_block(members: list[_Taken], codec: int, payload: bytes, out: BinaryIO) -> list[BlockInfo]:
+    width = _words(members[0]).dtype.itemsize
+    external = members[0][3]
+    kind = codec | (_LOG2[width] << KIND_WIDTH_SHIFT) | (KIND_EXTERNAL if external else 0)
+    group = b""
+    if len(members) > 1:
+        kind |= KIND_GROUP
+        group = varint(len(members)) + b"".join(varint(b[0] - a[0]) for a, b in itertools.pairwise(members))
+    data = b"".join(item[2] for item in members)
+    head = varint(members[0][0]) + bytes([kind]) + group + varint(len(data)) + varint(len(payload))
+    out.write(head + struct.pack("<I", zlib.crc32(data, zlib.crc32(head))))
+    out.write(payload)
+    infos = []
+    for index, slot, tensor_bytes, _ in members:
+        words = _words((index, slot, tensor_bytes, external))
+        counts = np.unique(words, return_counts=True)[1] if words.size else np.zeros(0)
+        share = (len(head) + 4 + len(payload)) * len(tensor_bytes) / max(len(data), 1)
+        name = codecs.codec_name(codec) if len(members) == 1 else f"group:{codecs.codec_name(codec)}"
+        infos.append(BlockInfo(index, slot.label, onnx.TensorProto.DataType.Name(slot.tensor.data_type), words.size,
+                               len(tensor_bytes), name, round(share), entropy_bits(counts) / 8, external,
+                               counts.size * width))
+    return infos
 
 
 def _take_weights(model: onnx.ModelProto, read_external: Callable[[onnx.TensorProto], bytes] | None,
@@ -228,19 +290,6 @@ def _lzma_filters(props: int, size: int) -> list[dict[str, int]]:
              "lp": rest % 5, "pb": rest // 5}]
 
 
-def _write_block(index: int, slot: Slot, data: bytes, external: bool, out: BinaryIO) -> BlockInfo:
-    words = codecs.words_of(data, _block_width(slot.tensor, len(data)))
-    codec, payload = codecs.encode_best(words)
-    kind = codec | (_LOG2[words.dtype.itemsize] << KIND_WIDTH_SHIFT) | (KIND_EXTERNAL if external else 0)
-    head = varint(index) + bytes([kind]) + varint(len(data)) + varint(len(payload))
-    out.write(head + struct.pack("<I", zlib.crc32(data, zlib.crc32(head))))
-    out.write(payload)
-    counts = np.unique(words, return_counts=True)[1] if words.size else np.zeros(0)
-    return BlockInfo(index, slot.label, onnx.TensorProto.DataType.Name(slot.tensor.data_type), words.size,
-                     len(data), codecs.codec_name(codec), len(head) + 4 + len(payload),
-                     entropy_bits(counts) / 8, external, counts.size * words.dtype.itemsize)
-
-
 _LOG2 = {1: 0, 2: 1, 4: 2, 8: 3}
 
 
@@ -281,11 +330,10 @@ def read_container(data: bytes | memoryview, *, where: str = "", max_decoded_byt
     infos: list[BlockInfo] = []
     total = 0
     for number in range(blocks):
-        info, size = _read_block(cur, number, slots, seen, limit - total)
+        read, size = _read_block(cur, number, slots, seen, limit - total)
         total += size
-        infos.append(info)
-        if info.external:
-            external.append(slots[info.index].tensor)
+        infos.extend(read)
+        external.extend(slots[info.index].tensor for info in read if info.external)
     cur.expect_end()
     return Decoded(model, external, ContainerInfo(graph[0], graph_payload, _GRAPH_CODEC_NAMES[graph_codec], infos))
 
@@ -319,35 +367,48 @@ def _parse_graph(cur: Cursor, codec: int, payload: int, graph: tuple[int, int]) 
     return model
 
 
-def _read_block(cur: Cursor, number: int, slots: list[Slot], seen: set[int], budget: int) -> tuple[BlockInfo, int]:
+def _read_block(cur: Cursor, number: int, slots: list[Slot], seen: set[int], budget: int,
+                ) -> tuple[list[BlockInfo], int]:
     what = f"block {number}"
     start = cur.position
     index = cur.varint(f"{what} tensor number")
+    indices = [index]
     kind = cur.u8(f"{what} kind")
+    if kind & KIND_GROUP:
+        count = cur.bounded(cur.varint(f"{what} group size"), len(slots), f"{what} group size")
+        for _ in range(count - 1):
+            index += cur.bounded(cur.varint(f"{what} member"), len(slots), f"{what} member") or len(slots)
+            indices.append(index)
+        if count < 2:
+            raise cur.fail(f"{what} is a group of {count} tensors")
     size = cur.varint(f"{what} decoded size")
     length = cur.varint(f"{what} payload length")
     head = cur.consumed(start)
     check = cur.u32(f"{what} checksum")
     payload = cur.take(length, f"{what} payload")
-    slot = _target(cur, what, index, slots, seen)
-    declared = expected_nbytes(slot.tensor)
+    members = [_target(cur, what, i, slots, seen) for i in indices]
     width = 1 << ((kind >> KIND_WIDTH_SHIFT) & 3)
-    if declared != size or width != _block_width(slot.tensor, size) or kind & 0x80:
-        raise cur.fail(f"{what} declares {size} bytes of {width}-byte words for {slot.label!r}, "
-                       f"whose shape needs {declared}")
+    sizes = [expected_nbytes(slot.tensor) or 0 for slot in members]
+    if sum(sizes) != size or any(width != _block_width(s.tensor, n) for s, n in zip(members, sizes, strict=True)):
+        raise cur.fail(f"{what} declares {size} bytes of {width}-byte words for {members[0].label!r}, "
+                       f"whose shape needs {sum(sizes)}")
     if size > budget:
         raise cur.fail(f"{what} would decode past the {budget + size}-byte limit; refusing to allocate")
-    sub = Cursor(payload, f"{cur.where}: {what} ({slot.label})")
+    sub = Cursor(payload, f"{cur.where}: {what} ({members[0].label})")
     codec = kind & KIND_CODEC
     words = codecs.decode_with(codec, sub, size // width, codecs.WORD_TYPES[width])
     data = words.tobytes()
     if zlib.crc32(data, zlib.crc32(head)) != check:
-        raise cur.fail(f"{what} ({slot.label}) checksum mismatch (corrupt file)")
-    slot.tensor.raw_data = data
-    info = BlockInfo(index, slot.label, onnx.TensorProto.DataType.Name(slot.tensor.data_type), size // width,
-                     size, codecs.codec_name(codec), len(head) + 4 + length, float("nan"),
-                     bool(kind & KIND_EXTERNAL))
-    return info, size
+        raise cur.fail(f"{what} ({members[0].label}) checksum mismatch (corrupt file)")
+    infos, offset = [], 0
+    name = codecs.codec_name(codec) if len(members) == 1 else f"group:{codecs.codec_name(codec)}"
+    for i, slot, nbytes in zip(indices, members, sizes, strict=True):
+        slot.tensor.raw_data = data[offset:offset + nbytes] if len(members) > 1 else data
+        offset += nbytes
+        infos.append(BlockInfo(i, slot.label, onnx.TensorProto.DataType.Name(slot.tensor.data_type),
+                               nbytes // width, nbytes, name, round((len(head) + 4 + length) * nbytes / size),
+                               float("nan"), bool(kind & KIND_EXTERNAL)))
+    return infos, size
 
 
 def _target(cur: Cursor, what: str, index: int, slots: list[Slot], seen: set[int]) -> Slot:

@@ -132,13 +132,21 @@ def _with_block(data: bytes, **fields: int) -> bytes:
     tensor's true decoded bytes), as a deliberate attacker would; the payload is left as it is."""
     start = _first_block_offset(data)
     cur = Cursor(data[start:])
-    index, kind, size, length = cur.varint("i"), cur.u8("k"), cur.varint("s"), cur.varint("l")
+    index, kind = cur.varint("i"), cur.u8("k")
+    members, group = [index], b""
+    if kind & fmt.KIND_GROUP:
+        group_start = cur.position
+        for _ in range(cur.varint("count") - 1):
+            members.append(members[-1] + cur.varint("delta"))
+        group = cur.consumed(group_start)
+    size, length = cur.varint("s"), cur.varint("l")
     payload_start = start + cur.position + 4
-    decoded = fmt.walk_tensors(unpack_proto(data).model)[index].tensor.raw_data
-    values = {"index": index, "codec": kind & 0x0F, "width": (kind >> 4) & 3, "external": kind >> 6,
+    slots = fmt.walk_tensors(unpack_proto(data).model)
+    decoded = b"".join(slots[i].tensor.raw_data for i in members)
+    values = {"index": index, "codec": kind & 0x0F, "width": (kind >> 4) & 3, "external": (kind >> 6) & 1,
               "size": size, "length": length} | fields
-    kind = values["codec"] | values["width"] << 4 | values["external"] << 6
-    head = varint(values["index"]) + bytes([kind]) + varint(values["size"]) + varint(values["length"])
+    kind = values["codec"] | values["width"] << 4 | values["external"] << 6 | (kind & fmt.KIND_GROUP)
+    head = varint(values["index"]) + bytes([kind]) + group + varint(values["size"]) + varint(values["length"])
     check = struct.pack("<I", zlib.crc32(decoded, zlib.crc32(head)))
     return data[:start] + head + check + data[payload_start:]
 
@@ -160,7 +168,7 @@ def _with_block(data: bytes, **fields: int) -> bytes:
     (lambda d: _with_block(d, length=2**40), "truncated"),
     (lambda d: _with_block(d, codec=7), "unknown or misplaced codec"),
     (lambda d: _with_block(d, width=3), "declares"),
-    (lambda d: _with_block(d, external=2), "declares"),
+    (lambda d: _with_block(d, width=0), "declares"),
     (lambda d: d[:_first_block_offset(d)] + b"\xff" * 11 + d[_first_block_offset(d) + 11:], "varint"),
 ])
 def test_corrupt_containers_are_one_line_input_errors(packed: bytes, mutate, message: str) -> None:
