@@ -237,9 +237,9 @@ def _read_group(cur: Cursor, size: int, dtype: np.dtype, low: int, high: int) ->
         raise cur.fail("codebook delta overflows")
     nbytes = ((size - 1) * k + 7) // 8
     bits = np.unpackbits(np.frombuffer(cur.take(nbytes, "Rice low bits"), dtype=np.uint8))[: (size - 1) * k]
-    lows = np.zeros(size - 1, dtype=np.uint64)
-    for column in bits.reshape(size - 1, k).T if k else ():
-        lows = (lows << np.uint64(1)) | column
+    padded = np.zeros((size - 1, 64), dtype=np.uint8)
+    padded[:, 64 - k:] = bits.reshape(size - 1, k)
+    lows = np.packbits(padded, axis=1).view(">u8").ravel().astype(np.uint64)
     deltas = (high_parts << np.uint64(k)) + lows + np.uint64(1)
     values = np.concatenate([[np.uint64(first)], np.uint64(first) + np.cumsum(deltas, dtype=np.uint64)])
     if not np.all(values[1:] > values[:-1]) or int(values[-1]) > high:
