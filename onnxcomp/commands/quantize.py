@@ -34,7 +34,8 @@ from onnxcomp.passes.quantize_int8 import QuantizeConfig, QuantizePass
               help="Share of values kept by --method percentile.")
 @click.option("--per-channel/--per-tensor", default=True, show_default=True, help="Weight scales per channel.")
 @click.option("--activations", type=click.Choice(["auto", "uint8", "int8"]), default="auto", show_default=True,
-              help="Activation type; auto = uint8 on cpu (x86 U8S8 kernels), symmetric int8 on cuda.")
+              help="Activation type; auto = on cpu the faster of uint8/int8 as timed here (uint8 when the model "
+              "is too slow to time), symmetric int8 on cuda.")
 @click.option("--target", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Which runtime's integer kernels the format aims at.")
 @click.option("--max-drop", type=click.FloatRange(0, 1), help="Budget: max top-1 accuracy drop (labels) or "
@@ -42,13 +43,16 @@ from onnxcomp.passes.quantize_int8 import QuantizeConfig, QuantizePass
 @click.option("--min-cosine", type=click.FloatRange(-1, 1), help="Budget: min cosine of every output vs float.")
 @click.option("--min-top1", type=click.FloatRange(0, 1), help="Budget: min top-1 agreement with float.")
 @click.option("--exclude", metavar="REGEX", help="Nodes (name or op type) that stay float.")
-@click.option("--bias-correction", is_flag=True, help="Correct each channel's bias for weight rounding.")
+@click.option("--bias-correction/--no-bias-correction", default=True, show_default=True,
+              help="Correct each channel's bias for the mean error weight rounding causes.")
+@click.option("--speed-aware", is_flag=True, help="Return to float the kernels whose int8 form does not pay "
+              "(timed on this machine); the result is never slower than fp32 here.")
 @click.option("--require-speedup", is_flag=True, help="Exit 1 and write nothing when int8 is slower than fp32.")
 @json_option
 def command(model_path: str, output: str, force: bool, data_spec: str | None, shapes: tuple[str, ...],
             batch_size: int, method: str, percentile: float, per_channel: bool, activations: str, target: str,
             max_drop: float | None, min_cosine: float | None, min_top1: float | None, exclude: str | None,
-            bias_correction: bool, require_speedup: bool, as_json: bool) -> None:
+            bias_correction: bool, speed_aware: bool, require_speedup: bool, as_json: bool) -> None:
     """Quantize MODEL to int8 QDQ, calibrated on --data, and write it to -o.
 
     Exits 0 when written, 1 when --require-speedup finds int8 slower (nothing written), 2 on bad input.
@@ -62,7 +66,8 @@ def command(model_path: str, output: str, force: bool, data_spec: str | None, sh
     source = open_data_for(model, data_spec, shapes, batch_size)
     config = QuantizeConfig(method=method, percentile=percentile, per_channel=per_channel, activations=activations,
                             target=target, exclude=exclude, max_drop=max_drop, min_cosine=min_cosine,
-                            min_top1=min_top1, bias_correction=bias_correction, measure_target=True)
+                            min_top1=min_top1, bias_correction=bias_correction, speed_aware=speed_aware,
+                            measure_target=True)
     report = QuantizePass(config, PassContext(data=source))(model).report
     target_facts = report.summary.get("target") or {}
     refused = require_speedup and bool(target_facts.get("slower"))
@@ -97,6 +102,15 @@ def _facts(summary: dict) -> list[str]:
         for entry in budget["ranking"][:10]:
             lines.append(f"  sensitivity {entry['node']}: {entry['error']:.3g}")
         lines.append(f"  kept float: {', '.join(summary.get('float_nodes') or []) or 'none'}")
+    choice = summary.get("activation_choice") or {}
+    if choice.get("measured"):
+        timings = ", ".join(f"{k} {v:.3g} ms" for k, v in choice["p50_ms"].items())
+        lines.append(f"  activations: {choice['chosen']} (measured p50: {timings})")
+    speed = summary.get("speed")
+    if speed:
+        verdict = "int8 pays" if speed["int8_pays"] else "int8 does NOT pay here: every kernel kept float"
+        lines.append(f"  speed-aware: {verdict}; returned to float for speed: "
+                     f"{', '.join(speed['returned']) or 'none'}")
     target = summary.get("target")
     if target:
         speedup = target.get("speedup")
