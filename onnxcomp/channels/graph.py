@@ -89,6 +89,7 @@ class Analysis:
     sinks: list[tuple[ir.Node, ir.Value]] = field(default_factory=list)
     bn_scales: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     filter_scales: dict[ir.Node, np.ndarray] = field(default_factory=dict)
+    literal_shapes: dict[ir.Node, int] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ building blocks for handlers
 

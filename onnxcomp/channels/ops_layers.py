@@ -11,6 +11,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxcomp.channels.graph import Analysis, Track, constant_array, rank_of
+from onnxcomp.channels.heads import batched_matmul_propagate
 from onnxcomp.channels.registry import Handler
 from onnxcomp.channels.rewrite import Rewriter, int_attr, set_int_attr
 
@@ -163,10 +164,13 @@ def _gemm_rewrite(node: ir.Node, rw: Rewriter) -> None:
 def _matmul_propagate(node: ir.Node, a: Analysis) -> None:
     x, w = node.inputs[0], _input(node, 1)
     weight = constant_array(w)
+    if weight is None and a.track(x) is not None and a.track(w) is not None:
+        batched_matmul_propagate(node, a)
+        return
     a.freeze_value(w, f"MatMul {node.name} reads channels as its second operand")
     rank = rank_of(x)
     if weight is None or weight.ndim != 2 or rank is None or rank < 2:
-        a.freeze_value(x, f"MatMul {node.name} multiplies two activations (attention heads are not removed)")
+        a.freeze_value(x, f"MatMul {node.name} multiplies an activation by a non-2-D or untracked operand")
         return
     if x is not None:
         _as_sink(node, a, x, rank - 1)

@@ -3,8 +3,9 @@ Squeeze/Unsqueeze, pooling, reductions, Resize and Softmax.
 
 Flatten and Reshape expand a channel into ``channel x spatial`` positions of the flattened axis (each
 element repeated); the Gemm/MatMul after them then drops whole runs of rows. Reshape literals that spell
-the merged size (``[-1, 1024]``) are rewritten; a Reshape that *splits* the channel axis (attention heads)
-freezes.
+the merged size (``[-1, 1024]``) are rewritten. A Reshape that splits the channel axis into ``(H, D)``
+(attention heads) or whose target is computed at run time is followed from the inferred shapes
+(:mod:`onnxcomp.channels.heads`); any other split or scatter freezes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxcomp.channels.graph import UNTRACKED, Analysis, Track, constant_array, rank_of, static_shape
+from onnxcomp.channels.heads import reshape_by_shapes, rewrite_literal_shape
 from onnxcomp.channels.registry import Handler
 from onnxcomp.channels.rewrite import Rewriter, int_attr, ints_attr, set_ints_attr
 
@@ -278,6 +280,8 @@ def _reshape_propagate(node: ir.Node, a: Analysis) -> None:
     plan = None
     if shape is not None and target is not None and not int_attr(node, "allowzero", 0):
         plan = _reshape_plan(shape, [int(v) for v in target], track.axis, len(track))
+    if plan is None and not int_attr(node, "allowzero", 0) and reshape_by_shapes(node, a, x, track):
+        return
     if plan is None or (track.axis < len(target) and int(target[track.axis]) == 0 and plan != (track.axis, 1)):
         a.freeze(track.slots, f"Reshape {node.name} splits or scatters the channel axis (or its shape is dynamic)")
         return
@@ -288,6 +292,11 @@ def _reshape_propagate(node: ir.Node, a: Analysis) -> None:
 def _reshape_rewrite(node: ir.Node, rw: Rewriter) -> None:
     x, out = node.inputs[0], node.outputs[0]
     in_track, out_track, keep = rw.analysis.track(x), rw.analysis.track(out), rw.keep(x)
+    if node in rw.analysis.literal_shapes:
+        kept = rw.keep(out)
+        if kept is not None:
+            rewrite_literal_shape(node, len(kept), rw)
+        return
     target = constant_array(_input(node, 1))
     if in_track is None or out_track is None or keep is None or target is None:
         return
