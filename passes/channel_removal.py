@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -25,6 +25,7 @@ import onnx_ir as ir
 
 from onnxcomp.channels.analyze import ChannelGroup, analyze, channel_groups, infer_shapes
 from onnxcomp.channels.compensate import fold_means
+from onnxcomp.channels.constants import constant_roots, sink_values
 from onnxcomp.channels.graph import Analysis
 from onnxcomp.channels.importance import CRITERIA, ChannelStats, channel_stats, scores_for
 from onnxcomp.channels.plan import GroupDecision, plan
@@ -108,6 +109,9 @@ class _Pruned:
     criterion: str = ""
     folded: int = 0
     fold_skips: tuple[str, ...] = ()
+    zero_removed: int = 0
+    constant_removed: set[int] = field(default_factory=set)
+    constant_blocked: tuple[str, ...] = ()
 
 
 class ChannelRemovalPass(CompressionPass):
@@ -150,18 +154,32 @@ class ChannelRemovalPass(CompressionPass):
             stats = self._stats(model, analysis)
         if scores is None:
             scores = scores_for(self.config.resolved_criterion(stats is not None), analysis, stats)
-        decisions = plan(groups, self._ratio_for(ratio), self.config.round_to, scores, analysis.zero_roots(),
-                         analysis)
+        zero = analysis.zero_roots()
+        constant, blocked = constant_roots(analysis)
+        decisions = plan(groups, self._ratio_for(ratio), self.config.round_to, scores, zero | constant, analysis)
         removed = {r for d in decisions for r in d.removed}
         pruned = _Pruned(analysis, groups, decisions, self.config.resolved_criterion(stats is not None))
+        pruned.zero_removed = len(removed & zero)
+        pruned.constant_removed = (removed & constant) - zero
+        pruned.constant_blocked = tuple(sorted(set(blocked.values())))
         if removed:
-            if stats and self.config.fold_means:
-                means = {name: s.mean for name, s in stats.items()}
-                rewriter = Rewriter(analysis, frozenset(removed), main_opset(model))
-                pruned.folded, skips = fold_means(analysis, removed, means, rewriter)
-                pruned.fold_skips = tuple(skips)
+            self._fold(model, pruned, removed, stats)
             rewrite_model(model, analysis, removed)
         return pruned
+
+    def _fold(self, model: ir.Model, pruned: _Pruned, removed: set[int],
+              stats: dict[str, ChannelStats] | None) -> None:
+        """Fold removed channels into the readers' biases: constants exactly, the rest by calibration mean."""
+        analysis = pruned.analysis
+        rewriter = Rewriter(analysis, frozenset(removed), main_opset(model))
+        folded, skips = fold_means(analysis, pruned.constant_removed, sink_values(analysis), rewriter)
+        assert not skips, f"constant channels were planned with a reader that cannot absorb them: {skips}"
+        if stats and self.config.fold_means:
+            means = {name: s.mean for name, s in stats.items()}
+            by_mean, skips = fold_means(analysis, removed - pruned.constant_removed, means, rewriter)
+            folded += by_mean
+            pruned.fold_skips = tuple(skips)
+        pruned.folded = folded
 
     def _stats(self, model: ir.Model, analysis: Analysis) -> dict[str, ChannelStats] | None:
         """Calibration statistics of the sink inputs, when data was given (else ``None``)."""
@@ -249,6 +267,7 @@ def _outcome(pruned: _Pruned, before: Any, after: Any, ratio: float, trials: lis
     for decision in pruned.decisions:
         skipped += _group_skips(decision)
     skipped += [Skipped("bias fold", reason) for reason in pruned.fold_skips]
+    skipped += [Skipped("constant channels", f"not removed as exact: {reason}") for reason in pruned.constant_blocked]
     changed = [c for c in changed if c["channels_after"] != c["channels_before"]] or []
     summary = {
         "ratio": ratio,
@@ -257,7 +276,8 @@ def _outcome(pruned: _Pruned, before: Any, after: Any, ratio: float, trials: lis
         "groups_pruned": sum(1 for d in pruned.decisions if d.removed),
         "channels_before": sum(d.before for d in pruned.decisions),
         "channels_after": sum(d.after for d in pruned.decisions),
-        "zero_channels_removed": sum(d.zero_removed for d in pruned.decisions),
+        "zero_channels_removed": pruned.zero_removed,
+        "constant_channels_removed": len(pruned.constant_removed),
         **_comparable_macs(macs_before, macs_after),
         "params_before": before.params,
         "params_after": after.params,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import onnx_ir as ir
 from onnx_ir.passes.common import ShapeInferencePass
 
+from onnxcomp.channels.constants import propagate_constants
 from onnxcomp.channels.graph import UNTRACKED, Analysis, UnionFind
 from onnxcomp.channels.registry import handler_for, handlers
 
@@ -89,6 +90,7 @@ def analyze(model: ir.Model) -> Analysis:
             continue
         if tracked or handler.source:
             handler.propagate(node, analysis)
+            propagate_constants(node, analysis)
     _freeze_boundaries(analysis, graph)
     return analysis
 

@@ -90,6 +90,7 @@ class Analysis:
     bn_scales: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     filter_scales: dict[ir.Node, np.ndarray] = field(default_factory=dict)
     literal_shapes: dict[ir.Node, int] = field(default_factory=dict)
+    constants: dict[ir.Value, np.ndarray] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ building blocks for handlers
 

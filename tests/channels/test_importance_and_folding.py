@@ -18,6 +18,7 @@ from support import FIXTURES, fixture_path
 from onnxcomp import io
 from onnxcomp.channels.analyze import analyze, channel_groups, infer_shapes
 from onnxcomp.channels.graph import UNTRACKED, constant_array
+from onnxcomp.channels.rewrite import int_attr
 from onnxcomp.data import input_specs, open_data
 from onnxcomp.pass_base import PassContext
 
@@ -58,8 +59,48 @@ def test_channels_with_negligible_effective_scale_go_and_change_nothing(name: st
     np.testing.assert_allclose(run(result.model, x), expected, rtol=0, atol=1e-4)
 
 
-def test_constant_channels_fold_exactly_into_1x1_consumers() -> None:
-    """MobileNetV2's channels are read by 1x1 convs: a constant channel's mean folded in is exact."""
+def _make_constant(model: ir.Model) -> None:
+    """Zero the filters of one channel per Conv->BN (the BN shift stays): a non-zero constant channel."""
+    for node in [n for n in model.graph if n.op_type == "BatchNormalization"]:
+        conv = node.inputs[0].producer()
+        if conv is None or conv.op_type != "Conv" or int_attr(conv, "group", 1) != 1:
+            continue
+        weight = constant_array(conv.inputs[1]).copy()
+        weight[0] = 0
+        value = ir.Value(name=f"{conv.name}_const", const_value=ir.tensor(weight, name=f"{conv.name}_const"))
+        model.graph.register_initializer(value)
+        conv.replace_input_with(1, value)
+
+
+def test_constant_channels_go_exactly_without_data_where_readers_are_unpadded() -> None:
+    """MobileNetV2's expansions are read through depthwise 3x3 (padded): only the projections' constant
+    channels (read by 1x1 convs) are exact; removing them changes no output, with no calibration data."""
+    model = io.load(fixture_path("mobilenetv2"))
+    _make_constant(model)
+    x, _ = sample_inputs("mobilenetv2", 32)
+    expected = run(model, x)
+    result = ChannelRemovalPass(ChannelRemovalConfig(ratio=0.0))(model)
+    summary = result.report.summary
+    assert summary["constant_channels_removed"] > 0
+    assert summary["channels_after"] == summary["channels_before"] - summary["constant_channels_removed"]
+    np.testing.assert_allclose(run(result.model, x), expected, rtol=0, atol=1e-4)
+
+
+def test_constant_channels_read_by_padded_convs_stay_with_a_reason() -> None:
+    """In resnet only the last stage's constant channel (read by GlobalAveragePool -> Gemm) is exact."""
+    model = io.load(fixture_path("resnet"))
+    _make_constant(model)
+    x, _ = sample_inputs("resnet", 32)
+    expected = run(model, x)
+    result = ChannelRemovalPass(ChannelRemovalConfig(ratio=0.0))(model)
+    assert result.report.summary["constant_channels_removed"] == 1
+    np.testing.assert_allclose(run(result.model, x), expected, rtol=0, atol=1e-4)
+    reasons = [s.reason for s in result.report.skipped if s.target == "constant channels"]
+    assert reasons and all("pads its input" in r for r in reasons)
+
+
+def test_calibration_means_fold_exactly_for_constant_channels() -> None:
+    """With data, constant channels chosen by importance (not proven constant) fold by their measured mean."""
     model = io.load(fixture_path("mobilenetv2"))
     _scale_bn(model, 0.25, 1e-7, None)  # gamma ~ 0, beta kept: each chosen channel is a non-zero constant
     x, _ = sample_inputs("mobilenetv2", 32)
