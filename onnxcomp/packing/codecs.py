@@ -42,6 +42,10 @@ DEFLATE_LIMIT = 1 << 20
 #: Filler run lengths ``sparse`` tries (one symbol = this many zeros); the cheapest is kept. At most 255, so
 #: the run alphabet (R + 1 symbols) fits in a byte and deflate can code it.
 RUN_LENGTHS = (15, 31, 63, 127, 255)
+#: Whole-tensor deflate is tried on wider words only up to this size (it wins there only on tiny constants).
+SMALL_DEFLATE_BYTES = 4096
+#: Deflate's default strategy (a level-9 match search) is only run on streams up to this size.
+MATCH_SEARCH_LIMIT = 1 << 16
 #: A byte plane is entropy-coded only if that saves at least this fraction (otherwise it is stored).
 PLANE_MIN_GAIN = 0.02
 #: Stream methods.
@@ -117,10 +121,7 @@ def write_stream(symbols: np.ndarray, alphabet: int, counts: np.ndarray | None =
     if alphabet <= 256:
         data = symbols.astype(np.uint8, copy=False).tobytes()
         best = bytes([STREAM_BYTES]) + data
-        strategies = [zlib.Z_HUFFMAN_ONLY, zlib.Z_RLE]
-        if len(data) <= DEFLATE_LIMIT:
-            strategies.append(zlib.Z_DEFAULT_STRATEGY)
-        for strategy in strategies:
+        for strategy in _strategies(data):
             packed = deflate(data, strategy)
             if len(packed) + 6 < len(best):
                 best = bytes([STREAM_DEFLATE]) + varint(len(packed)) + packed
@@ -131,6 +132,18 @@ def write_stream(symbols: np.ndarray, alphabet: int, counts: np.ndarray | None =
     lengths = deflate(table.lengths.tobytes())
     bits, nbits = huffman.encode(symbols, table)
     return b"".join([bytes([STREAM_HUFFMAN]), varint(len(lengths)), lengths, varint(nbits), bits])
+
+
+def _strategies(data: bytes) -> tuple[int, ...]:
+    """The deflate strategies worth running on a byte stream of this size.
+
+    Huffman-only is deflate's order-0 coder and is always tried. RLE (matches at distance 1 only) is nearly as
+    fast and wins on run-heavy streams. The default strategy's match search at level 9 costs ~10x more and only
+    pays off on short streams with repeated phrases (shape tables, tiny tensors), so it is limited to those.
+    """
+    if len(data) <= MATCH_SEARCH_LIMIT:
+        return (zlib.Z_HUFFMAN_ONLY, zlib.Z_RLE, zlib.Z_DEFAULT_STRATEGY)
+    return (zlib.Z_HUFFMAN_ONLY, zlib.Z_RLE)
 
 
 def read_stream(cur: Cursor, count: int, alphabet: int) -> np.ndarray:
@@ -187,9 +200,7 @@ def write_codebook(values: np.ndarray) -> bytes:
 
 
 def _rice(gaps: np.ndarray, word_bits: int) -> bytes:
-    ks = np.arange(word_bits, dtype=np.uint64)
-    costs = [int(np.sum(gaps >> k)) + int(k) * gaps.size for k in ks]
-    k = int(np.argmin(costs))
+    k = _rice_parameter(gaps, word_bits)
     high = (gaps >> np.uint64(k)).astype(np.int64)
     ones = np.cumsum(high + 1) - 1
     unary = np.zeros(int(ones[-1]) + 1, dtype=np.uint8)
@@ -198,6 +209,15 @@ def _rice(gaps: np.ndarray, word_bits: int) -> bytes:
     low = gaps & np.uint64((1 << k) - 1)
     bits = ((low[:, None] >> np.arange(k - 1, -1, -1, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
     return bytes([k]) + varint(len(unary_bytes)) + unary_bytes + np.packbits(bits.ravel()).tobytes()
+
+
+def _rice_parameter(gaps: np.ndarray, word_bits: int) -> int:
+    """The cheapest Rice parameter: the cost is convex in k with its minimum near log2(mean gap), so only the
+    neighbours of that guess are costed (costing all 8W values was a visible part of packing time)."""
+    guess = int(np.log2(float(gaps.mean()) + 1.0))
+    ks = [k for k in range(guess - 2, guess + 2) if 0 <= k < word_bits]
+    costs = [int(np.sum(gaps >> np.uint64(k))) + k * gaps.size for k in ks]
+    return ks[int(np.argmin(costs))]
 
 
 def read_codebook(cur: Cursor, size: int, dtype: np.dtype) -> np.ndarray:
@@ -258,16 +278,63 @@ def _few_distinct(words: np.ndarray) -> bool:
     return np.unique(sample).size < MAX_SYMBOLS // 2
 
 
-def _symbols_encode(words: np.ndarray) -> bytes | None:
+class WordStats:
+    """A tensor's distinct words and their counts, computed at most once.
+
+    ``np.unique`` is the most expensive step of choosing a codec; the size estimates, the symbols codec and
+    the pack report's entropy bound all need it, so it is shared instead of recomputed.
+    """
+
+    def __init__(self, words: np.ndarray) -> None:
+        self.words = words
+        self._unique: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def unique(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sorted distinct words, each word's index among them, and their counts."""
+        if self._unique is None:
+            values, index, counts = np.unique(self.words, return_inverse=True, return_counts=True)
+            self._unique = (values, index.ravel(), counts)
+        return self._unique
+
+    def entropy_bytes(self) -> float:
+        """Order-0 Shannon bound of the words, in bytes."""
+        return huffman.entropy_bits(self.unique()[2]) / 8 if self.words.size else 0.0
+
+
+def _symbols_encode(words: np.ndarray, stats: WordStats | None = None) -> bytes | None:
     if words.size == 0 or not _few_distinct(words):
         return None
-    values, index, counts = np.unique(words, return_inverse=True, return_counts=True)
+    values, index, counts = (stats or WordStats(words)).unique()
     if values.size > MAX_SYMBOLS:
         return None
     if values.size * words.dtype.itemsize // 2 + huffman.entropy_bits(counts) / 8 >= words.nbytes:
         return None  # even a half-size codebook plus the Shannon bound exceed raw: do not build the code
-    index = index.ravel()
     return varint(values.size) + write_codebook(values) + write_stream(index, values.size, counts)
+
+
+def _symbols_estimate(stats: WordStats) -> float | None:
+    """Near-lower bound of the symbols payload: Shannon bound of the indices plus a Rice-coded codebook."""
+    if stats.words.size == 0 or not _few_distinct(stats.words):
+        return None
+    values, _, counts = stats.unique()
+    if values.size > MAX_SYMBOLS:
+        return None
+    return huffman.entropy_bits(counts) / 8 + _codebook_estimate(values)
+
+
+def _codebook_estimate(values: np.ndarray) -> float:
+    """Bytes :func:`write_codebook` needs for ``values``, from the mean gap (Rice with a near-optimal k)."""
+    width = values.dtype.itemsize
+    top = np.uint64(1) << np.uint64(8 * width - 1)
+    wide = values.astype(np.uint64)
+    split = int(np.searchsorted(wide, top))
+    bits = 0.0
+    for group in (wide[:split], wide[split:]):
+        if group.size > 1:
+            gaps = np.diff(group) - np.uint64(1)
+            k = max(int(np.log2(float(gaps.mean()) + 1.0)) - 1, 0)
+            bits += min(float(np.sum(gaps >> np.uint64(j))) + (j + 1) * gaps.size for j in (k, k + 1))
+    return min(bits / 8 + 2 * width, values.nbytes)
 
 
 def _symbols_decode(cur: Cursor, n: int, dtype: np.dtype) -> np.ndarray:
@@ -314,6 +381,20 @@ def _sparse_encode(words: np.ndarray) -> bytes | None:
     return b"".join([header, write_stream(symbols, run + 1), _nested(codec, values)])
 
 
+def _sparse_estimate(stats: WordStats) -> float | None:
+    """Near-lower bound of the sparse payload: the cheapest run alphabet's Shannon bound plus the values'."""
+    words = stats.words
+    positions = np.flatnonzero(words)
+    if positions.size > words.size // 2 or words.size == 0:
+        return None
+    runs = min(huffman.entropy_bits(np.bincount(_run_symbols(positions, words.size, run)[0], minlength=run + 1))
+               for run in RUN_LENGTHS) / 8
+    nested = WordStats(words[positions])
+    values = min(e for e in (_symbols_estimate(nested), _byteplane_estimate(nested), float(nested.words.nbytes))
+                 if e is not None)
+    return runs + values
+
+
 def _sparse_decode(cur: Cursor, n: int, dtype: np.dtype) -> np.ndarray:
     run = cur.bounded(cur.varint("run length"), 255, "run length")
     tail = cur.varint("tail zeros")
@@ -346,11 +427,27 @@ def _byteplane_encode(words: np.ndarray) -> bytes | None:
     parts = []
     for plane in planes:
         plane = np.ascontiguousarray(plane)
+        stored = bytes([STREAM_BYTES]) + plane.tobytes()
+        if _plane_entropy_bytes(plane) > plane.size * (1 - PLANE_MIN_GAIN):
+            parts.append(stored)  # mantissa noise: no order-0 coder can gain enough, do not run one
+            continue
         coded = write_stream(plane, 256)
-        if len(coded) > 1 + plane.size * (1 - PLANE_MIN_GAIN):
-            coded = bytes([STREAM_BYTES]) + plane.tobytes()
-        parts.append(coded)
+        parts.append(coded if len(coded) <= 1 + plane.size * (1 - PLANE_MIN_GAIN) else stored)
     return b"".join(parts)
+
+
+def _byteplane_estimate(stats: WordStats) -> float | None:
+    """Each plane's Shannon bound, or its size where coding cannot gain (what :func:`_byteplane_encode` stores)."""
+    words = stats.words
+    width = words.dtype.itemsize
+    if width == 1 or words.size == 0:
+        return None
+    planes = words.view(np.uint8).reshape(words.size, width).T
+    return sum(min(_plane_entropy_bytes(plane), float(plane.size)) for plane in planes)
+
+
+def _plane_entropy_bytes(plane: np.ndarray) -> float:
+    return huffman.entropy_bits(np.bincount(plane, minlength=256)) / 8
 
 
 def _byteplane_decode(cur: Cursor, n: int, dtype: np.dtype) -> np.ndarray:
@@ -385,22 +482,44 @@ def _nested(codec: int, payload: bytes) -> bytes:
     return bytes([codec]) + varint(len(payload)) + payload
 
 
-def encode_best(words: np.ndarray, allowed: tuple[int, ...] = TENSOR_CODECS) -> tuple[int, bytes]:
-    """Encode ``words`` with every applicable allowed codec and keep the smallest payload (raw on ties)."""
+def encode_best(words: np.ndarray, allowed: tuple[int, ...] = TENSOR_CODECS,
+                stats: WordStats | None = None) -> tuple[int, bytes]:
+    """Encode ``words`` with the allowed codecs that can win and keep the smallest payload (raw on ties).
+
+    Each entropy codec first gives a size estimate from histograms (close to a lower bound of what it will
+    write); codecs run in order of their estimate, and one whose estimate cannot beat the best payload so far
+    is not run. Whole-tensor deflate has no estimate: it runs only on byte-sized words (int8 tensors, where
+    its match search finds repeats) and on small tensors, where it is cheap.
+    """
+    stats = stats or WordStats(words)
     best = (RAW, _raw_encode(words))
-    order = sorted(allowed, key=_TRY_ORDER.index)  # likely winners first, so later ones can be skipped
-    for codec_id in order:
-        if codec_id == RAW:
-            continue
-        if codec_id == DEFLATE and best[0] in (SYMBOLS, SPARSE) and len(best[1]) < words.nbytes // 8:
-            continue  # deflate cannot get under 1 bit per byte of an order-0 coded stream that small
-        payload = CODECS[codec_id].encode(words)
+    candidates = []
+    for codec_id in allowed:
+        estimate = _ESTIMATES[codec_id](stats) if codec_id in _ESTIMATES else None
+        if estimate is not None and estimate < len(best[1]):
+            candidates.append((estimate, codec_id))
+    for estimate, codec_id in sorted(candidates):
+        if estimate >= len(best[1]):
+            break
+        payload = _symbols_encode(words, stats) if codec_id == SYMBOLS else CODECS[codec_id].encode(words)
         if payload is not None and len(payload) < len(best[1]):
             best = (codec_id, payload)
+    if DEFLATE in allowed and _deflate_may_win(words, best):
+        payload = _deflate_encode(words)
+        if payload is not None and len(payload) < len(best[1]):
+            best = (DEFLATE, payload)
     return best
 
 
-_TRY_ORDER = [SPARSE, SYMBOLS, BYTEPLANE, DEFLATE, RAW]
+def _deflate_may_win(words: np.ndarray, best: tuple[int, bytes]) -> bool:
+    if best[0] in (SYMBOLS, SPARSE) and len(best[1]) < words.nbytes // 8:
+        return False  # deflate cannot get under 1 bit per byte of an order-0 coded stream that small
+    return words.dtype.itemsize == 1 or words.nbytes <= SMALL_DEFLATE_BYTES
+
+
+_ESTIMATES: dict[int, Callable[[WordStats], float | None]] = {
+    SPARSE: _sparse_estimate, SYMBOLS: _symbols_estimate, BYTEPLANE: _byteplane_estimate,
+}
 
 
 def decode_with(codec_id: int, cur: Cursor, n: int, dtype: np.dtype,

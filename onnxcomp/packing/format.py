@@ -29,7 +29,6 @@ from google.protobuf.message import DecodeError
 from onnxcomp.errors import InputError
 from onnxcomp.packing import codecs
 from onnxcomp.packing.cursor import Cursor, varint
-from onnxcomp.packing.huffman import entropy_bits
 
 MAGIC = b"\x89ONNXC\r\n"
 VERSION = (1, 0)
@@ -46,8 +45,10 @@ MIN_BLOCK_BYTES = 64
 #: The graph section is a protobuf message, which cannot reach 2 GiB.
 MAX_GRAPH_BYTES = 2**31 - 1
 GRAPH_ZLIB, GRAPH_LZMA = 1, 3
-#: (lc, lp, pb) settings tried for the graph's raw LZMA2 stream; protobuf bytes are not word-aligned.
-_LZMA_PROPS = ((2, 0, 0), (1, 0, 0))
+#: (lc, lp, pb) of the graph's raw LZMA2 stream (protobuf bytes are not word-aligned).
+_LZMA_PROPS = ((2, 0, 0),)
+#: zlib is also tried on graph sections up to this size (where LZMA2's fixed costs can make it lose).
+ZLIB_GRAPH_LIMIT = 4096
 #: The raw LZMA2 dictionary is the graph size rounded up to a power of two, within these bounds (so a forged
 #: graph size cannot make the decoder allocate more than 64 MiB).
 _LZMA_DICT = (1 << 12, 1 << 26)
@@ -180,22 +181,29 @@ def write_container(model: onnx.ModelProto, out: BinaryIO,
     taken = _take_weights(model, read_external)
     graph = model.SerializeToString()
     graph_codec, graph_payload = _compress_graph(graph)
-    encoded = _encode_blocks(taken)
+    encoded, stats = _encode_blocks(taken)
     out.write(_header(len(encoded), graph_codec, graph_payload, graph))
     out.write(graph_payload)
     blocks = []
     for members, codec, payload in encoded:
-        blocks.extend(_write_block(members, codec, payload, out))
+        blocks.extend(_write_block(members, codec, payload, out, stats))
     return ContainerInfo(len(graph), len(graph_payload), _GRAPH_CODEC_NAMES[graph_codec], blocks)
 
 
 _Taken = tuple[int, Slot, bytes, bool]
 
 
-def _encode_blocks(taken: list[_Taken]) -> list[tuple[list[_Taken], int, bytes]]:
+_Encoded = tuple[list[_Taken], int, bytes]
+
+
+def _encode_blocks(taken: list[_Taken]) -> tuple[list[_Encoded], dict[int, codecs.WordStats]]:
     """One block per tensor, except that small dense tensors (biases, norms: coded raw, as byte planes or
-    deflate) of one word size may share a block, and so its code tables, when that is smaller."""
-    single = {item[0]: [([item], *codecs.encode_best(_words(item)))] for item in taken}
+    deflate) of one word size may share a block, and so its code tables, when that is smaller.
+
+    Also returns each tensor's word statistics, which the report's entropy bound reuses."""
+    stats = {item[0]: codecs.WordStats(_words(item)) for item in taken}
+    single = {item[0]: [([item], *codecs.encode_best(stats[item[0]].words, stats=stats[item[0]]))]
+              for item in taken}
     dense = (codecs.RAW, codecs.BYTEPLANE, codecs.DEFLATE)
     pools: dict[tuple[int, bool], list[_Taken]] = {}
     for item in taken:
@@ -203,7 +211,8 @@ def _encode_blocks(taken: list[_Taken]) -> list[tuple[list[_Taken], int, bytes]]
             pools.setdefault((_words(item).dtype.itemsize, item[3]), []).append(item)
     for pool in pools.values():
         best: tuple[int, list[_Taken], int, bytes] | None = None
-        for members in (pool, [item for item in pool if single[item[0]][0][1] in dense]):
+        dense_members = [item for item in pool if single[item[0]][0][1] in dense]
+        for members in (pool, dense_members) if len(dense_members) < len(pool) else (pool,):
             if len(members) < 2:
                 continue
             codec, payload = codecs.encode_best(np.concatenate([_words(item) for item in members]))
@@ -214,14 +223,15 @@ def _encode_blocks(taken: list[_Taken]) -> list[tuple[list[_Taken], int, bytes]]
             for item in best[1]:
                 single[item[0]] = []
             single[best[1][0][0]] = [(best[1], best[2], best[3])]
-    return [block for item in taken for block in single[item[0]]]
+    return [block for item in taken for block in single[item[0]]], stats
 
 
 def _words(item: _Taken) -> np.ndarray:
     return codecs.words_of(item[2], _block_width(item[1].tensor, len(item[2])))
 
 
-def _write_block(members: list[_Taken], codec: int, payload: bytes, out: BinaryIO) -> list[BlockInfo]:
+def _write_block(members: list[_Taken], codec: int, payload: bytes, out: BinaryIO,
+                 stats: dict[int, codecs.WordStats]) -> list[BlockInfo]:
     width = _words(members[0]).dtype.itemsize
     external = members[0][3]
     kind = codec | (_LOG2[width] << KIND_WIDTH_SHIFT) | (KIND_EXTERNAL if external else 0)
@@ -234,14 +244,14 @@ def _write_block(members: list[_Taken], codec: int, payload: bytes, out: BinaryI
     out.write(head + struct.pack("<I", zlib.crc32(data, zlib.crc32(head))))
     out.write(payload)
     infos = []
+    name = codecs.codec_name(codec) if len(members) == 1 else f"group:{codecs.codec_name(codec)}"
     for index, slot, tensor_bytes, _ in members:
-        words = _words((index, slot, tensor_bytes, external))
-        counts = np.unique(words, return_counts=True)[1] if words.size else np.zeros(0)
+        tensor_stats = stats[index]
         share = (len(head) + 4 + len(payload)) * len(tensor_bytes) / max(len(data), 1)
-        name = codecs.codec_name(codec) if len(members) == 1 else f"group:{codecs.codec_name(codec)}"
-        infos.append(BlockInfo(index, slot.label, onnx.TensorProto.DataType.Name(slot.tensor.data_type), words.size,
-                               len(tensor_bytes), name, round(share), entropy_bits(counts) / 8, external,
-                               counts.size * width))
+        distinct = tensor_stats.unique()[0].size if tensor_stats.words.size else 0
+        infos.append(BlockInfo(index, slot.label, onnx.TensorProto.DataType.Name(slot.tensor.data_type),
+                               tensor_stats.words.size, len(tensor_bytes), name, round(share),
+                               tensor_stats.entropy_bytes(), external, distinct * width))
     return infos
 
 
@@ -275,11 +285,16 @@ def _header(blocks: int, graph_codec: int, payload: bytes, graph: bytes) -> byte
 
 
 def _compress_graph(graph: bytes) -> tuple[int, bytes]:
-    candidates = [(GRAPH_ZLIB, zlib.compress(graph, 9))]
-    for lc, lp, pb in _LZMA_PROPS if len(graph) <= 1 << 22 else _LZMA_PROPS[:1]:
-        props = (pb * 5 + lp) * 9 + lc
-        payload = lzma.compress(graph, format=lzma.FORMAT_RAW, filters=_lzma_filters(props, len(graph)))
-        candidates.append((GRAPH_LZMA, bytes([props]) + payload))
+    """Raw LZMA2 with one setting (lc=2: protobuf bytes are not word-aligned); zlib only for tiny graphs.
+
+    Trying several LZMA literal settings saved a few bytes and doubled the most expensive step of packing
+    small models; one -9e pass is kept.
+    """
+    props = (_LZMA_PROPS[0][2] * 5 + _LZMA_PROPS[0][1]) * 9 + _LZMA_PROPS[0][0]
+    lzma_payload = lzma.compress(graph, format=lzma.FORMAT_RAW, filters=_lzma_filters(props, len(graph)))
+    candidates = [(GRAPH_LZMA, bytes([props]) + lzma_payload)]
+    if len(graph) <= ZLIB_GRAPH_LIMIT:
+        candidates.append((GRAPH_ZLIB, zlib.compress(graph, 9)))
     return min(candidates, key=lambda item: len(item[1]))
 
 

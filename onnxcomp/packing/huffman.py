@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from bitarray import bitarray
-from bitarray.util import canonical_decode, huffman_code
+from bitarray.util import canonical_decode
 
 from onnxcomp.errors import InputError
 
@@ -89,16 +89,37 @@ class HuffmanTable:
 
 
 def _lengths_for(counts: np.ndarray) -> np.ndarray:
+    """Optimal code lengths by the two-queue Huffman construction over the sorted counts.
+
+    Linear after the sort, on plain ints: bitarray's ``huffman_code`` builds a heap of node objects and was
+    the slowest step of packing tensors with thousands of distinct values.
+    """
     lengths = np.zeros(counts.size, dtype=np.uint8)
     used = np.flatnonzero(counts)
-    if used.size == 1:
-        lengths[used[0]] = 1
+    if used.size <= 1:
+        lengths[used] = 1
         return lengths
-    if used.size == 0:
-        return lengths
-    code = huffman_code({int(s): int(counts[s]) for s in used})
-    for symbol, word in code.items():
-        lengths[symbol] = min(len(word), 255)
+    order = used[np.argsort(counts[used], kind="stable")]
+    weights = counts[order].tolist()
+    n = len(weights)
+    parent = [0] * (2 * n - 1)
+    merged: list[int] = []  # weights of internal nodes n, n + 1, ... (created in non-decreasing order)
+    leaf = inner = 0
+    for node in range(n, 2 * n - 1):
+        pair = []
+        for _ in range(2):
+            if leaf < n and (inner >= len(merged) or weights[leaf] <= merged[inner]):
+                pair.append((weights[leaf], leaf))
+                leaf += 1
+            else:
+                pair.append((merged[inner], n + inner))
+                inner += 1
+        parent[pair[0][1]] = parent[pair[1][1]] = node
+        merged.append(pair[0][0] + pair[1][0])
+    depth = [0] * (2 * n - 1)
+    for node in range(2 * n - 3, -1, -1):
+        depth[node] = depth[parent[node]] + 1
+    lengths[order] = np.minimum(np.array(depth[:n]), 255)
     return lengths
 
 
