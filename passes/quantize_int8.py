@@ -17,7 +17,8 @@ Choices and why:
   integer kernel saves. The quantized kernels, cheapest (fewest MACs) first, go back to float in growing
   steps (1, 2, 4, ...); each variant is timed against fp32 and the fastest wins (ties: the one keeping
   more int8). When no variant beats fp32, every kernel stays float: asked for speed, the pass never hands
-  back a model slower than the one it got. Opt-in because timings differ between machines and runs,
+  back a model slower than the one it got. Weight-only int8 inside If/Loop bodies is skipped then too
+  (its DequantizeLinear runs on every call and never fuses). Opt-in because timings differ between machines and runs,
   and a default that made the output depend on machine load would make it unreproducible.
 * **Bias correction on by default:** it removes the mean output shift weight rounding causes, per
   channel, from calibration means (cheap); on the calibration split of the fixtures it raised the cosine
@@ -856,7 +857,11 @@ class QuantizePass(CompressionPass):
         final, plan = _build(shared, reasons, observed)
         changed = [{"node": label, "op": node.op_type, "mode": "int8"} for label, node in plan.nodes.items()
                    if _ROLES[node.op_type].kind == "kernel"]
-        changed += quantize_subgraph_weights(final, shared.grid.per_channel)
+        if config.speed_aware:  # weight-only DequantizeLinear runs on every call and never fuses: pure cost
+            skipped += [Skipped(f"{path}/{label}", "weight-only int8 in a subgraph only adds a DequantizeLinear per "
+                                "call; left float by --speed-aware") for path, label in _subgraph_kernels(final)]
+        else:
+            changed += quantize_subgraph_weights(final, shared.grid.per_channel)
         skipped += plan.skipped + [Skipped(name, reason) for name, reason in calibration.problems.items()]
         summary = self._summary(facts, calibration, config, plan, budget, excluded)
         summary.update(activation_choice=choice, speed=speed)
@@ -1019,6 +1024,14 @@ def _build(shared: _Session, excluded: list[str] | dict[str, str], observed: set
     plan = plan_quantization(model.graph, shared.grid.config, excluded, observed)
     emit(model, plan, shared.grid)
     return model, plan
+
+
+def _subgraph_kernels(model: ir.Model) -> list[tuple[str, str]]:
+    """(subgraph path, node label) of every kernel with a constant weight inside If/Loop/Scan bodies."""
+    return [(path, label) for graph, path in iter_graphs(model.graph) if path
+            for node, label in _labels(graph).items()
+            if _ROLES.get(node.op_type, _Role("none")).kind == "kernel" and len(node.inputs) > 1
+            and _is_constant(node.inputs[1])]
 
 
 def _has_subgraph_kernels(model: ir.Model) -> bool:

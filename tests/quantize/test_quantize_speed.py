@@ -115,3 +115,9 @@ def test_cli_speed_aware_and_no_bias_correction(tmp_path: Path, capsys: pytest.C
     int8 = [v for v in written.graph.initializers.values() if v.const_value.dtype == ir.DataType.INT8]
     assert (len(int8) > 0) == (summary["speed"]["chosen_step"] < 3)
     assert np.isfinite(summary["target"]["latency_int8_ms"])
+
+
+def test_speed_aware_leaves_subgraph_weights_float() -> None:
+    result = _quantize("lenet300_if", "lenet300.calib.npz", speed_aware=True, measure_target=False, latency_runs=5)
+    assert not any(e.get("mode") == "weight-only" for e in result.report.changed)
+    assert any("left float by --speed-aware" in s.reason for s in result.report.skipped)
