@@ -171,7 +171,7 @@ STRUCTURAL: dict[str, dict] = MANIFEST.get("structural", {})
 
 
 def test_structural_fixtures_are_listed() -> None:
-    expected = {f"{base}{suffix}" for base in ("yolo_detect", "bert_encoder", "mlp_flatten", "mlp_reshape")
+    expected = {f"{base}{suffix}" for base in ("yolo_detect", "bert_encoder", "mlp_flatten", "mlp_reshape", "wide_cnn")
                 for suffix in ("", "_opset11")}
     assert set(STRUCTURAL) == expected
 
@@ -203,3 +203,4 @@ def test_structural_fixtures_have_the_advertised_structure() -> None:
     assert "LayerNormalization" not in ops("bert_encoder_opset11")  # decomposed before opset 17
     assert {"Flatten", "Gemm"} <= ops("mlp_flatten")
     assert "Flatten" not in ops("mlp_reshape") and "Reshape" in ops("mlp_reshape")
+    assert {"Conv", "BatchNormalization", "MaxPool", "GlobalAveragePool"} <= ops("wide_cnn")
