@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import onnx_ir as ir
@@ -49,6 +50,22 @@ class Pipeline:
     def __init__(self, passes: Sequence[CompressionPass], context: PassContext | None = None) -> None:
         self.passes = list(passes)
         self.context = context or PassContext()
+
+    @classmethod
+    def from_recipe(cls, path: str | Path, context: PassContext | None = None) -> Pipeline:
+        """The pipeline a YAML recipe describes (see :mod:`onnxcomp.recipe`); bad recipes are one-line errors."""
+        from onnxcomp.recipe import Recipe
+
+        return cls(Recipe.load(path).passes(context), context)
+
+    def to_recipe(self, path: str | Path | None = None) -> str:
+        """This pipeline's passes and configs as recipe YAML; also written (atomically) to ``path`` if given."""
+        from onnxcomp.recipe import Recipe
+
+        recipe = Recipe.from_passes(self.passes)
+        if path is not None:
+            recipe.save(path)
+        return recipe.dump()
 
     def check_needs(self) -> None:
         """Raise one error naming every pass whose needs the context cannot meet."""
