@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 
@@ -242,19 +243,105 @@ def open_session(path: str | os.PathLike[str], providers: str | Sequence[str] = 
                  **options: object) -> ort.InferenceSession:
     """An onnxruntime session for an ``.onnx`` or ``.onnxc`` file; packed files are decoded in memory.
 
+    Decoded main-graph initializers are handed to onnxruntime as ``OrtValue``s over numpy arrays
+    (``SessionOptions.add_external_initializers``) instead of being copied into the protobuf and parsed back:
+    the graph declares them as external-data placeholders, which onnxruntime replaces by name. The arrays are
+    kept alive on the session (``session.onnxc_weights``) for as long as it exists.
+
     Args:
         path: the model file.
         providers: ``cpu``, ``cuda`` or an onnxruntime provider name (or a sequence: the first is used,
             and it must really be active; see :func:`onnxcomp.session.create_session`).
-        options: passed to :func:`onnxcomp.session.create_session` (``intra_op_threads``,
-            ``graph_optimization``).
+        options: ``intra_op_threads`` and ``graph_optimization``, as for
+            :func:`onnxcomp.session.create_session`.
     """
     from onnxcomp.session import create_session
 
     provider = providers if isinstance(providers, str) else (list(providers) or ["cpu"])[0]
     if not is_packed_file(path):
         return create_session(path, provider, **options)  # type: ignore[arg-type]
-    proto = unpack_proto(_read(path), where=os.fspath(path)).model
+    weights = _InitializerHandOff()
+    proto = fmt.read_container(_read(path), where=os.fspath(path), accept=weights.accept).model
     if proto.ByteSize() > io.PROTOBUF_LIMIT:
         raise InputError(f"{path}: unpacked model is over 2 GiB; unpack it to a file with external data first")
-    return create_session(proto.SerializeToString(), provider, **options)  # type: ignore[arg-type]
+    return weights.session(proto.SerializeToString(), os.fspath(path), provider, **options)  # type: ignore[arg-type]
+
+
+#: ONNX data types whose raw bytes are a plain little-endian numpy array (others stay in the proto).
+_NUMPY_TYPES: dict[int, np.dtype] = {
+    onnx.TensorProto.FLOAT: np.dtype("<f4"), onnx.TensorProto.DOUBLE: np.dtype("<f8"),
+    onnx.TensorProto.FLOAT16: np.dtype("<f2"), onnx.TensorProto.INT8: np.dtype("i1"),
+    onnx.TensorProto.UINT8: np.dtype("u1"), onnx.TensorProto.INT16: np.dtype("<i2"),
+    onnx.TensorProto.UINT16: np.dtype("<u2"), onnx.TensorProto.INT32: np.dtype("<i4"),
+    onnx.TensorProto.UINT32: np.dtype("<u4"), onnx.TensorProto.INT64: np.dtype("<i8"),
+    onnx.TensorProto.UINT64: np.dtype("<u8"), onnx.TensorProto.BOOL: np.dtype("?"),
+}
+#: The external-data location placeholders carry; onnxruntime never opens it (the initializer is replaced).
+_PLACEHOLDER = "onnxc-in-memory"
+#: Arrays handed to onnxruntime start on this byte boundary, as numpy's own allocations do (a raw block is a view
+#: into the file at any offset and is copied when it is not aligned).
+_ALIGNMENT = 16
+
+
+class _InitializerHandOff:
+    """Collects decoded main-graph initializers as arrays and creates a session that uses them in place."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.arrays: list[np.ndarray] = []
+        self._taken: set[str] = set()
+
+    def accept(self, slot: fmt.Slot, words: np.ndarray) -> bool:
+        """Take ``words`` for a top-level initializer of a plain numpy type; leave anything else to the proto.
+
+        Subgraph, Constant-node and function tensors stay in the proto (onnxruntime only replaces main-graph
+        initializers by name), and so does a second initializer with a name already taken.
+        """
+        tensor = slot.tensor
+        dtype = _NUMPY_TYPES.get(tensor.data_type)
+        if dtype is None or not slot.top_level or not tensor.name or tensor.name in self._taken:
+            return False
+        array = words.view(dtype).reshape(tuple(tensor.dims))
+        if array.ctypes.data % _ALIGNMENT:
+            array = array.copy()  # raw blocks are views into the file at any offset; kernels expect alignment
+        self._taken.add(tensor.name)
+        self.names.append(tensor.name)
+        self.arrays.append(array)
+        del tensor.external_data[:]
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", _PLACEHOLDER), ("length", str(words.nbytes))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+        return True
+
+    def session(self, model: bytes, label: str, provider: str, *, intra_op_threads: int | None = None,
+                graph_optimization: object = "all") -> ort.InferenceSession:
+        """``create_session``'s checks, with the collected arrays added as external initializers."""
+        import onnxruntime as ort
+
+        from onnxcomp.session import (
+            CPU,
+            ProviderUnavailableError,
+            _optimization_level,
+            _session_options,
+            one_line,
+            resolve_provider,
+        )
+
+        status = resolve_provider(provider)
+        if not status.available:
+            raise ProviderUnavailableError(f"{label}: {status.reason}")
+        options = _session_options(intra_op_threads, _optimization_level(graph_optimization))  # type: ignore[arg-type]
+        values = [ort.OrtValue.ortvalue_from_numpy(array) for array in self.arrays]
+        if values:
+            options.add_external_initializers(self.names, values)
+        providers = [status.ort_name] if status.ort_name == CPU else [status.ort_name, CPU]
+        try:
+            session = ort.InferenceSession(model, sess_options=options, providers=providers)
+        except Exception as error:  # onnxruntime's exceptions derive from Exception only
+            raise InputError(f"cannot load model {label}: {one_line(error)}") from error
+        if status.ort_name not in session.get_providers():
+            raise ProviderUnavailableError(f"{label}: {status.name}: onnxruntime fell back to "
+                                           f"{', '.join(session.get_providers())}")
+        session.onnxc_weights = (self.arrays, values, options)  # type: ignore[attr-defined]
+        return session

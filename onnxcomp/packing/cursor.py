@@ -56,7 +56,10 @@ class Cursor:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))[0]
 
     def u8(self, what: str) -> int:
-        return self._unpack("<B", what)
+        if self._pos >= len(self._data):
+            raise self.fail(f"truncated: {what} needs 1 bytes, 0 left")
+        self._pos += 1
+        return self._data[self._pos - 1]
 
     def u16(self, what: str) -> int:
         return self._unpack("<H", what)
@@ -69,9 +72,13 @@ class Cursor:
 
     def varint(self, what: str) -> int:
         """An unsigned LEB128 integer: 7 bits per byte, low group first, at most 10 bytes (< 2**64)."""
+        data, pos = self._data, self._pos
+        if pos < len(data) and data[pos] < 0x80:  # one-byte varints are most of them: no loop
+            self._pos = pos + 1
+            return data[pos]
         value = shift = 0
         for _ in range(10):
-            byte = self._unpack("<B", what)
+            byte = self.u8(what)
             value |= (byte & 0x7F) << shift
             if not byte & 0x80:
                 if value >> 64:

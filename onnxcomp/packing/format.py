@@ -71,6 +71,8 @@ class Slot:
 
     label: str
     tensor: onnx.TensorProto
+    #: an initializer of the main graph (not of a subgraph, a node attribute or a function)
+    top_level: bool = False
 
 
 @dataclass
@@ -121,17 +123,40 @@ class ContainerInfo:
 
 def walk_tensors(model: onnx.ModelProto) -> list[Slot]:
     """Every TensorProto of the model, in the fixed order block indices refer to."""
-    slots = list(_graph_slots(model.graph, ""))
+    return list(_model_slots(model))
+
+
+def _model_slots(model: onnx.ModelProto) -> Iterator[Slot]:
+    yield from _graph_slots(model.graph, "")
     for function in model.functions:
         for node in function.node:
-            yield_from = _node_slots(node, f"{function.domain}:{function.name}/")
-            slots.extend(yield_from)
-    return slots
+            yield from _node_slots(node, f"{function.domain}:{function.name}/")
+
+
+class LazySlots:
+    """The walk of :func:`walk_tensors`, taken only as far as block numbers reach.
+
+    Weights are mostly initializers, which come first in the walk, so a reader usually never visits the
+    nodes' attributes at all (walking every node was a visible share of decoding small models).
+    """
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self._walk = _model_slots(model)
+        self._slots: list[Slot] = []
+
+    def get(self, index: int) -> Slot | None:
+        """The slot at ``index``, or None if the model has fewer tensors."""
+        while len(self._slots) <= index:
+            slot = next(self._walk, None)
+            if slot is None:
+                return None
+            self._slots.append(slot)
+        return self._slots[index]
 
 
 def _graph_slots(graph: onnx.GraphProto, prefix: str) -> Iterator[Slot]:
     for tensor in graph.initializer:
-        yield Slot(prefix + tensor.name, tensor)
+        yield Slot(prefix + tensor.name, tensor, not prefix)
     for node in graph.node:
         yield from _node_slots(node, prefix)
 
@@ -325,7 +350,13 @@ def is_container(head: bytes) -> bool:
     return head[: len(MAGIC)] == MAGIC
 
 
-def read_container(data: bytes | memoryview, *, where: str = "", max_decoded_bytes: int | None = None) -> Decoded:
+#: ``accept(slot, words)`` may take a decoded tensor's words instead of having them copied into the proto
+#: (``open_session`` hands initializers to onnxruntime this way); it returns True when it took them.
+Accept = Callable[[Slot, np.ndarray], bool]
+
+
+def read_container(data: bytes | memoryview, *, where: str = "", max_decoded_bytes: int | None = None,
+                   accept: Accept | None = None) -> Decoded:
     """Decode a container held in memory. Any inconsistency is a one-line :class:`InputError`.
 
     Args:
@@ -333,24 +364,27 @@ def read_container(data: bytes | memoryview, *, where: str = "", max_decoded_byt
         where: prefix for messages (the file name).
         max_decoded_bytes: refuse files whose weights would decode to more than this (default: the
             machine's physical memory).
+        accept: offered every decoded tensor first (see :data:`Accept`); tensors it takes keep no data in
+            the returned proto.
     """
     cur = Cursor(data, where)
     limit = max_decoded_bytes if max_decoded_bytes is not None else _physical_memory()
     blocks, graph_codec, graph_payload, graph = _read_header(cur)
     model = _parse_graph(cur, graph_codec, graph_payload, graph)
     cur.bounded(blocks, cur.remaining // MIN_BLOCK, "block count")
-    slots = walk_tensors(model)
+    slots = LazySlots(model)
     seen: set[int] = set()
     external: list[onnx.TensorProto] = []
     infos: list[BlockInfo] = []
     total = 0
     for number in range(blocks):
-        read, size = _read_block(cur, number, slots, seen, limit - total)
+        read, size = _read_block(cur, number, slots, seen, limit - total, accept)
         total += size
         infos.extend(read)
-        external.extend(slots[info.index].tensor for info in read if info.external)
+        external.extend(slot.tensor for slot, info in read if info.external)
     cur.expect_end()
-    return Decoded(model, external, ContainerInfo(graph[0], graph_payload, _GRAPH_CODEC_NAMES[graph_codec], infos))
+    return Decoded(model, external, ContainerInfo(graph[0], graph_payload, _GRAPH_CODEC_NAMES[graph_codec],
+                                                  [info for _, info in infos]))
 
 
 def _read_header(cur: Cursor) -> tuple[int, int, int, tuple[int, int]]:
@@ -382,20 +416,12 @@ def _parse_graph(cur: Cursor, codec: int, payload: int, graph: tuple[int, int]) 
     return model
 
 
-def _read_block(cur: Cursor, number: int, slots: list[Slot], seen: set[int], budget: int,
-                ) -> tuple[list[BlockInfo], int]:
+def _read_block(cur: Cursor, number: int, slots: LazySlots, seen: set[int], budget: int, accept: Accept | None,
+                ) -> tuple[list[tuple[Slot, BlockInfo]], int]:
     what = f"block {number}"
     start = cur.position
-    index = cur.varint(f"{what} tensor number")
-    indices = [index]
-    kind = cur.u8(f"{what} kind")
-    if kind & KIND_GROUP:
-        count = cur.bounded(cur.varint(f"{what} group size"), len(slots), f"{what} group size")
-        for _ in range(count - 1):
-            index += cur.bounded(cur.varint(f"{what} member"), len(slots), f"{what} member") or len(slots)
-            indices.append(index)
-        if count < 2:
-            raise cur.fail(f"{what} is a group of {count} tensors")
+    indices = _block_members(cur, what)
+    kind = indices.pop()
     size = cur.varint(f"{what} decoded size")
     length = cur.varint(f"{what} payload length")
     head = cur.consumed(start)
@@ -403,38 +429,69 @@ def _read_block(cur: Cursor, number: int, slots: list[Slot], seen: set[int], bud
     payload = cur.take(length, f"{what} payload")
     members = [_target(cur, what, i, slots, seen) for i in indices]
     width = 1 << ((kind >> KIND_WIDTH_SHIFT) & 3)
-    sizes = [expected_nbytes(slot.tensor) or 0 for slot in members]
-    if sum(sizes) != size or any(width != _block_width(s.tensor, n) for s, n in zip(members, sizes, strict=True)):
-        raise cur.fail(f"{what} declares {size} bytes of {width}-byte words for {members[0].label!r}, "
-                       f"whose shape needs {sum(sizes)}")
+    if sum(n for _, n in members) != size or any(width != _block_width(s.tensor, n) for s, n in members):
+        raise cur.fail(f"{what} declares {size} bytes of {width}-byte words for {members[0][0].label!r}, "
+                       f"whose shape needs {sum(n for _, n in members)}")
     if size > budget:
         raise cur.fail(f"{what} would decode past the {budget + size}-byte limit; refusing to allocate")
-    sub = Cursor(payload, f"{cur.where}: {what} ({members[0].label})")
+    sub = Cursor(payload, f"{cur.where}: {what} ({members[0][0].label})")
     codec = kind & KIND_CODEC
     words = codecs.decode_with(codec, sub, size // width, codecs.WORD_TYPES[width])
-    data = words.tobytes()
-    if zlib.crc32(data, zlib.crc32(head)) != check:
-        raise cur.fail(f"{what} ({members[0].label}) checksum mismatch (corrupt file)")
+    if zlib.crc32(words, zlib.crc32(head)) != check:
+        raise cur.fail(f"{what} ({members[0][0].label}) checksum mismatch (corrupt file)")
     infos, offset = [], 0
     name = codecs.codec_name(codec) if len(members) == 1 else f"group:{codecs.codec_name(codec)}"
-    for i, slot, nbytes in zip(indices, members, sizes, strict=True):
-        slot.tensor.raw_data = data[offset:offset + nbytes] if len(members) > 1 else data
+    external = bool(kind & KIND_EXTERNAL)
+    for i, (slot, nbytes) in zip(indices, members, strict=True):
+        part = words[offset // width:(offset + nbytes) // width]
+        if accept is None or not accept(slot, part):
+            slot.tensor.raw_data = part.tobytes()
         offset += nbytes
-        infos.append(BlockInfo(i, slot.label, onnx.TensorProto.DataType.Name(slot.tensor.data_type),
-                               nbytes // width, nbytes, name, round((len(head) + 4 + length) * nbytes / size),
-                               float("nan"), bool(kind & KIND_EXTERNAL)))
+        infos.append((slot, BlockInfo(i, slot.label, _dtype_name(slot.tensor.data_type), nbytes // width, nbytes,
+                                      name, round((len(head) + 4 + length) * nbytes / size), float("nan"),
+                                      external)))
     return infos, size
 
 
-def _target(cur: Cursor, what: str, index: int, slots: list[Slot], seen: set[int]) -> Slot:
-    if index >= len(slots) or index in seen:
+def _block_members(cur: Cursor, what: str) -> list[int]:
+    """The tensor numbers a block header lists, followed by its kind byte."""
+    index = cur.varint(f"{what} tensor number")
+    indices = [index]
+    kind = cur.u8(f"{what} kind")
+    if kind & KIND_GROUP:
+        # Each further member costs at least one header byte, which bounds the list before it is built.
+        count = cur.bounded(cur.varint(f"{what} group size"), cur.remaining, f"{what} group size")
+        if count < 2:
+            raise cur.fail(f"{what} is a group of {count} tensors")
+        for _ in range(count - 1):
+            delta = cur.varint(f"{what} member")
+            if delta == 0:
+                raise cur.fail(f"{what} lists a member twice")
+            index += delta
+            indices.append(index)
+    indices.append(kind)
+    return indices
+
+
+def _dtype_name(data_type: int) -> str:
+    name = _DTYPE_NAMES.get(data_type)
+    return name if name is not None else onnx.TensorProto.DataType.Name(data_type)
+
+
+_DTYPE_NAMES = {value: onnx.TensorProto.DataType.Name(value) for value in DTYPE_BITS}
+
+
+def _target(cur: Cursor, what: str, index: int, slots: LazySlots, seen: set[int]) -> tuple[Slot, int]:
+    """The slot a block fills and the byte size its shape declares, after checking it can take block data."""
+    slot = slots.get(index) if index not in seen else None
+    if slot is None:
         raise cur.fail(f"{what} targets tensor #{index}, which does not exist or already has data")
-    slot = slots[index]
     tensor = slot.tensor
-    if tensor.raw_data or tensor.data_location == onnx.TensorProto.EXTERNAL or expected_nbytes(tensor) is None:
+    nbytes = expected_nbytes(tensor)
+    if nbytes is None or tensor.raw_data or tensor.data_location == onnx.TensorProto.EXTERNAL:
         raise cur.fail(f"{what} targets {slot.label!r}, which cannot take block data")
     seen.add(index)
-    return slot
+    return slot, nbytes
 
 
 def _inflate_graph(data: memoryview, size: int, cur: Cursor) -> bytes:

@@ -3,6 +3,7 @@ matrix of corrupt inputs that must each be one InputError."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import struct
 import zlib
@@ -213,3 +214,41 @@ def test_load_gives_one_line_for_a_corrupt_packed_file(tmp_path: Path, packed: b
     bad.write_bytes(packed[:200])
     with pytest.raises(InputError, match=r"bad\.onnx"):
         io.load(bad)
+
+
+# -- open_session hands weights to onnxruntime without re-serializing them -------------------------------------
+
+
+@pytest.mark.parametrize("name", ["resnet", "lenet300_constants", "lenet300_if"])
+def test_open_session_on_packed_file_matches_the_plain_model(tmp_path: Path, name: str) -> None:
+    plain = fixture_path(name)
+    packed = tmp_path / f"{name}.onnxc"
+    pack_file(plain, packed)
+    session = onnxcomp.open_session(packed)
+    arrays, _, _ = session.onnxc_weights  # kept alive with the session: onnxruntime reads them in place
+    assert all(array.flags.c_contiguous for array in arrays)
+    assert bool(arrays) == (name == "resnet")  # Constant-node and If-body weights stay in the proto
+    reference = onnxcomp.open_session(plain)
+    rng = np.random.default_rng(0)
+    feed = {arg.name: rng.standard_normal([d if isinstance(d, int) else 2 for d in arg.shape]).astype(np.float32)
+            for arg in reference.get_inputs()}
+    del arrays
+    gc.collect()
+    for got, expected in zip(session.run(None, feed), reference.run(None, feed), strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_a_group_listing_a_member_twice_is_refused() -> None:
+    tensors = [onnx.numpy_helper.from_array(np.full(40, k, np.float32), f"b{k}") for k in range(3)]
+    graph = onnx.helper.make_graph([], "g", [], [], initializer=tensors)
+    data = pack(onnx.helper.make_model(graph))
+    start = _first_block_offset(data)
+    assert data[start + 1] & fmt.KIND_GROUP  # three small biases share one block
+    forged = bytearray(data)
+    forged[start + 3] = 0  # the first member delta
+    with pytest.raises(InputError, match="lists a member twice"):
+        unpack_proto(bytes(forged))
+    forged = bytearray(data)
+    forged[start + 2] = 0x7F  # group size far beyond what the file holds
+    with pytest.raises(InputError, match=r"group size|does not exist|truncated|declares|twice"):
+        unpack_proto(bytes(forged))
