@@ -240,30 +240,35 @@ def read_codebook(cur: Cursor, size: int, dtype: np.dtype) -> np.ndarray:
 
 
 def _read_group(cur: Cursor, size: int, dtype: np.dtype, low: int, high: int) -> np.ndarray:
+    """One Rice-coded group of the codebook, in a handful of whole-array steps (codebooks are small, so the
+    number of numpy calls, not their work, is what decoding them costs).
+
+    The i-th one bit of the unary part sits at ``ones[i] = sum(h[:i + 1]) + i``, so ``ones - i`` is already the
+    running sum of the high parts and no per-delta diff/cumsum of them is needed.
+    """
     if size == 0:
         return np.zeros(0, dtype=np.uint64)
-    first = int(np.frombuffer(cur.take(dtype.itemsize, "codebook base"), dtype=dtype)[0])
+    first = int.from_bytes(cur.take(dtype.itemsize, "codebook base"), "little")
     if not low <= first <= high:
         raise cur.fail("codebook base outside its group")
     if size == 1:
         return np.array([first], dtype=np.uint64)
     k = cur.bounded(cur.u8("Rice parameter"), 8 * dtype.itemsize - 1, "Rice parameter")
-    unary = np.unpackbits(np.frombuffer(cur.take(cur.varint("unary length"), "unary bits"), dtype=np.uint8))
-    ones = np.flatnonzero(unary)
-    if ones.size != size - 1 or ones[-1] // 8 != unary.size // 8 - 1:
+    unary_bytes = cur.take(cur.varint("unary length"), "unary bits")
+    ones = np.flatnonzero(np.unpackbits(np.frombuffer(unary_bytes, dtype=np.uint8)))
+    if ones.size != size - 1 or ones[-1] // 8 != len(unary_bytes) - 1:
         raise cur.fail("codebook unary part does not hold its deltas")
-    high_parts = (np.diff(ones, prepend=-1) - 1).astype(np.uint64)
-    if int(high_parts.max()) >> (63 - k):
-        raise cur.fail("codebook delta overflows")
-    nbytes = ((size - 1) * k + 7) // 8
-    bits = np.unpackbits(np.frombuffer(cur.take(nbytes, "Rice low bits"), dtype=np.uint8))[: (size - 1) * k]
-    padded = np.zeros((size - 1, 64), dtype=np.uint8)
-    padded[:, 64 - k:] = bits.reshape(size - 1, k)
-    lows = np.packbits(padded, axis=1).view(">u8").ravel().astype(np.uint64)
-    deltas = (high_parts << np.uint64(k)) + lows + np.uint64(1)
-    values = np.concatenate([[np.uint64(first)], np.uint64(first) + np.cumsum(deltas, dtype=np.uint64)])
-    if not np.all(values[1:] > values[:-1]) or int(values[-1]) > high:
-        raise cur.fail("codebook deltas overflow their group")
+    steps = np.arange(1, size, dtype=np.uint64)
+    high_sums = ones.astype(np.uint64) - steps + np.uint64(1)
+    low_bits = np.unpackbits(np.frombuffer(cur.take(((size - 1) * k + 7) // 8, "Rice low bits"), dtype=np.uint8))
+    weights = np.uint64(1) << np.arange(k - 1, -1, -1, dtype=np.uint64)
+    lows = low_bits[: (size - 1) * k].reshape(size - 1, k) @ weights
+    low_total = int(lows.sum()) if k <= 40 else sum(lows.tolist())  # exact: 2^16 lows of 40 bits fit in 63
+    if first + (int(high_sums[-1]) << k) + low_total + size - 1 > high:
+        raise cur.fail("codebook deltas overflow their group")  # every term grows, so nothing wrapped before
+    values = np.empty(size, dtype=np.uint64)
+    values[0] = first
+    values[1:] = np.uint64(first) + (high_sums << np.uint64(k)) + np.cumsum(lows, dtype=np.uint64) + steps
     return values
 
 
