@@ -6,8 +6,9 @@ For every fixture and stage (dense fp32; magnitude-pruned 90% / 95%; pruned + cl
 8 bits for conv layers; int8 QDQ) it prints: the .onnx size, the .onnxc size, the entropy bound (order-0
 entropy of every coded tensor's words plus its distinct values, plus the packed graph section), the same .onnx
 through gzip -9, xz -9e, zstd -19 and brotli -q 11 (missing packages are named, not fatal), encode and decode
-MB/s of weights, and the test accuracy. Then the Deep Compression-style summary for the LeNet fixtures and
-the session-creation cost of a packed file. Timings are wall-clock on a shared machine: treat them as rough.
+MB/s of weights (medians of several runs), and the test accuracy. Then the Deep Compression-style summary for
+the LeNet fixtures and the session-creation cost of a packed file. Timings are wall-clock on a shared machine
+(the load average is printed): treat them as rough.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import lzma
+import os
 import statistics
 import sys
 import tempfile
@@ -34,6 +36,8 @@ from onnxcomp.pass_base import PassContext
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 BASE_FIXTURES = ["lenet300", "lenet5", "resnet", "mobilenetv2", "yolo_block", "transformer"]
+#: Timings are medians: the benchmark machine is shared, and a median shrugs off the runs another job slowed.
+REPEATS_ENCODE, REPEATS_DECODE, REPEATS_SESSION = 3, 9, 15
 
 
 def _peer_compressors() -> tuple[dict[str, Callable[[bytes], int]], list[str]]:
@@ -116,12 +120,14 @@ def _specs(model: ir.Model):
 
 def measure(name: str, stage: str, model: ir.Model, peers: dict[str, Callable[[bytes], int]]) -> Row:
     onnx_bytes = io.serialize(model)
-    packed, report = pack_with_report(model, len(onnx_bytes))
-    decode_s = min(_timed(lambda: unpack_proto(packed)) for _ in range(5))
+    packs = [pack_with_report(model, len(onnx_bytes)) for _ in range(REPEATS_ENCODE)]
+    packed, report = packs[0]
+    encode_s = statistics.median(r.seconds for _, r in packs)
+    decode_s = statistics.median(_timed(lambda: unpack_proto(packed)) for _ in range(REPEATS_DECODE))
     weights = max(report.weight_bytes, 1)
     ratio = report.weight_packed_bytes / report.bound_bytes if report.bound_bytes else float("nan")
     return Row(name, stage, len(onnx_bytes), len(packed), report.bound_bytes + report.graph_packed_bytes,
-               {peer: size(onnx_bytes) for peer, size in peers.items()}, weights / report.seconds / 1e6,
+               {peer: size(onnx_bytes) for peer, size in peers.items()}, weights / encode_s / 1e6,
                weights / decode_s / 1e6, accuracy(onnx_bytes, name), ratio)
 
 
@@ -131,7 +137,7 @@ def _timed(func: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def session_cost(name: str, repeats: int = 9) -> tuple[float, float]:
+def session_cost(name: str, repeats: int = REPEATS_SESSION) -> tuple[float, float]:
     """Median seconds to open the plain file with InferenceSession and the packed file with open_session."""
     plain = FIXTURES / f"{name}.onnx"
     with tempfile.TemporaryDirectory() as folder:
@@ -216,8 +222,9 @@ def main() -> None:
     print(synthetic_decode())
     largest = max(args.fixtures, key=lambda n: (FIXTURES / f"{n}.onnx").stat().st_size)
     plain_s, packed_s = session_cost(largest)
-    print(f"\nsession creation, {largest}: InferenceSession(.onnx) {1000 * plain_s:.1f} ms, "
-          f"open_session(.onnxc) {1000 * packed_s:.1f} ms, ratio {packed_s / plain_s:.2f}")
+    print(f"\nsession creation, {largest} (median of {REPEATS_SESSION}, interleaved): InferenceSession(.onnx) "
+          f"{1000 * plain_s:.1f} ms, open_session(.onnxc) {1000 * packed_s:.1f} ms, ratio {packed_s / plain_s:.2f}")
+    print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":
