@@ -216,7 +216,7 @@ class _Run:
                                        "summary": report.summary}
             record.attempts.append(attempt)
             if not report.modified:
-                record.status, record.reason = "unchanged", "the pass found nothing to change"
+                record.status, record.reason = "unchanged", _unchanged_reason(report)
                 return model, record
             failures = self._measure(candidate, attempt)
             if failures:
@@ -258,6 +258,18 @@ class _Run:
         record.reason = (f"within budget but not faster: p50 {p50['after']:.4g} ms vs {p50['before']:.4g} ms "
                          f"before ({ratio:.2f}x; keeping needs ≤ {FASTER_RATIO:.2f}x)")
         return False
+
+
+def _unchanged_reason(report: PassReport) -> str:
+    """Why a pass changed nothing: a search that found no setting within the budget, or nothing to do."""
+    trials = report.summary.get("search") or []
+    failed = [t for t in trials if not t.get("passed", True)]
+    if failed:
+        first = failed[0]
+        why = "; ".join(first.get("failures") or [])[:160]
+        return f"no setting within the budget changed anything (first failure at ratio {first.get('ratio')}: {why})"
+    note = report.summary.get("note")
+    return str(note) if note else "the pass found nothing to change"
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -11,7 +11,7 @@ import click
 from onnxcomp import io
 from onnxcomp.commands.common import data_options, emit_json, json_option, open_data_for, say, write_model
 from onnxcomp.errors import EXIT_GATE_FAILED, InputError
-from onnxcomp.optimize import OptimizeOptions, optimize
+from onnxcomp.optimize import OptimizeOptions, OptimizeResult, optimize
 from onnxcomp.presets import DEFAULT_PRESET, PRESETS, preset_recipe
 from onnxcomp.recipe import Budget, Recipe
 from onnxcomp.report import render_html, summary_lines
@@ -97,13 +97,13 @@ def command(model_path: str, output: str | None, force: bool, data_spec: str | N
     sys.exit(EXIT_GATE_FAILED if result.budget_met is False else 0)
 
 
-def _write(result: object, model_path: str, out: Path, force: bool) -> None:
-    packed = getattr(result, "packed", None)
-    if packed is None:
-        write_model(result.model, model_path, str(out), force)  # type: ignore[attr-defined]
+def _write(result: OptimizeResult, model_path: str, out: Path, force: bool) -> None:
+    """The model as ONNX, or the packed container when the run packed it (atomically, either way)."""
+    if result.packed is None:
+        write_model(result.model, model_path, str(out), force)
         return
     with io.atomic_write(out) as handle:
-        handle.write(packed)
+        handle.write(result.packed)
     _readable(out)
 
 
