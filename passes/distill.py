@@ -16,9 +16,10 @@ How it runs:
   ``use_labels`` and labelled data, ``(1 - alpha) * distillation + alpha * cross-entropy`` on the first score
   output;
 * the write-back is verified: onnxruntime's output of the written student equals the torch student's;
-* tensors that were clustered (few distinct values) are clustered again after training with
-  :class:`~onnxcomp.passes.cluster.ClusterPass` at the bits their value count needed, so the packing gain of
-  clustering survives;
+* tensors that were clustered (few distinct values) keep their clusters: by default their centroids are what
+  is trained (every member's gradient summed into its centroid, Deep Compression's fine-tuning), or, with
+  ``clustered='recluster'``, every element is trained and the tensor is clustered again afterwards with
+  :class:`~onnxcomp.passes.cluster.ClusterPass` at the bits its value count needed;
 * deterministic for a seed: torch's seed and deterministic algorithms are set for the run (and restored), the
   shuffling uses a seeded numpy generator; ``threads`` pins torch's intra-op threads.
 
@@ -54,10 +55,9 @@ if TYPE_CHECKING:
 __all__ = ["DistillConfig", "DistillPass", "DistillResult", "Samples", "distill", "load_samples"]
 
 LossKind = Literal["auto", "kl", "mse"]
+ClusterMode = Literal["share", "recluster", "free"]
 Progress = Callable[[int, int, float], None]
 
-#: A tensor with at most this many distinct values (and far fewer than its size) counts as clustered.
-_MAX_CLUSTER_VALUES = 256
 _VERIFY_SAMPLES = 64
 
 
@@ -77,7 +77,9 @@ class DistillConfig:
         threads: torch intra-op threads (``None``: torch's default).
         loss: ``'auto'`` (KL for score outputs, MSE otherwise), or force ``'kl'``/``'mse'`` for every output.
         keep_zeros: Weights that are exactly zero stay exactly zero.
-        recluster: Cluster again the tensors that were clustered before training.
+        clustered: What happens to tensors that were clustered (few distinct values): ``'share'`` trains their
+            centroids, so they stay exactly clustered; ``'recluster'`` trains every element, then clusters them
+            again with ClusterPass; ``'free'`` trains every element and leaves them unclustered.
         tolerance: Largest difference allowed between onnxruntime and torch on the written student
             (absolute, plus the same amount relative to the output's largest magnitude).
     """
@@ -93,7 +95,7 @@ class DistillConfig:
     threads: int | None = None
     loss: LossKind = "auto"
     keep_zeros: bool = True
-    recluster: bool = True
+    clustered: ClusterMode = "share"
     tolerance: float = 1e-5
 
     def __post_init__(self) -> None:
@@ -103,7 +105,9 @@ class DistillConfig:
                   (self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
                   (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
                   (self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
-                  (self.loss in ("auto", "kl", "mse"), f"loss must be auto, kl or mse, got {self.loss!r}")]
+                  (self.loss in ("auto", "kl", "mse"), f"loss must be auto, kl or mse, got {self.loss!r}"),
+                  (self.clustered in ("share", "recluster", "free"),
+                   f"clustered must be share, recluster or free, got {self.clustered!r}")]
         for ok, message in checks:
             if not ok:
                 raise InputError(message)
@@ -320,12 +324,13 @@ def _verify(model: ir.Model, graph: TorchGraph, samples: Samples, tolerance: flo
 
 def _clustered(graph: TorchGraph) -> dict[str, int]:
     """Trained tensors that look clustered, with the bits their distinct-value count needs."""
+    from onnxcomp.torch_exec.graph import cluster_codes
+
     found = {}
     for weight in graph.trainable:
-        array = weight.ref.numpy()
-        distinct = len(np.unique(array))
-        if array.size >= 4 * _MAX_CLUSTER_VALUES and distinct <= _MAX_CLUSTER_VALUES:
-            found[weight.ref.name] = max(1, math.ceil(math.log2(max(distinct, 2))))
+        codes = cluster_codes(weight.ref.numpy())
+        if codes is not None:
+            found[weight.ref.name] = max(1, math.ceil(math.log2(max(codes[0].size, 2))))
     return found
 
 
@@ -370,11 +375,11 @@ def distill(student: ir.Model, teacher: ir.Model | bytes | str | Path, data: Dat
     if config.use_labels and samples.labels is None:
         notes.append("use_labels is set but the data carries no labels: distillation loss only")
     with _torch_settings(config.seed, config.threads):
-        graph = TorchGraph(student, keep_zeros=config.keep_zeros)
+        graph = TorchGraph(student, keep_zeros=config.keep_zeros, share_clusters=config.clustered == "share")
         kinds = _kinds(samples, config)
         if not kinds:
             raise InputError("the teacher has no float outputs to distill from")
-        clustered = _clustered(graph) if config.recluster else {}
+        clustered = _clustered(graph) if config.clustered == "recluster" else {}
         before = _metrics(graph, samples, kinds, config.batch_size)
         losses = _train(graph, samples, kinds, config, use_labels, progress)
         after = _metrics(graph, samples, kinds, config.batch_size)

@@ -42,20 +42,21 @@ def _progress(epoch: int, epochs: int, loss: float) -> None:
               help="Samples per optimizer step.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed (torch and shuffling).")
 @click.option("--threads", type=click.IntRange(min=1), help="torch intra-op threads.")
-@click.option("--recluster/--no-recluster", default=True, show_default=True,
-              help="Cluster again the tensors that were clustered before training.")
+@click.option("--clustered", type=click.Choice(["share", "recluster", "free"]), default="share", show_default=True,
+              help="Clustered tensors: train their centroids (share), train freely then cluster again "
+                   "(recluster), or leave them unclustered (free).")
 @click.option("-q", "--quiet", is_flag=True, help="No per-epoch progress lines.")
 @json_option
 def command(model: str, output: str, force: bool, teacher: str, data_spec: str, shapes: tuple[str, ...],
             epochs: int, temperature: float, alpha: float, use_labels: bool, lr: float, batch_size: int, seed: int,
-            threads: int | None, recluster: bool, quiet: bool, as_json: bool) -> None:
+            threads: int | None, clustered: str, quiet: bool, as_json: bool) -> None:
     """Distil MODEL (a pruned/compressed student) from --teacher on --data; pruned zeros stay zero."""
     require_torch("onnxcomp distill")
     from onnxcomp.passes.distill import DistillConfig, DistillPass
 
     config = DistillConfig(teacher=teacher, epochs=epochs, temperature=temperature, alpha=alpha,
                            use_labels=use_labels, lr=lr, batch_size=batch_size, seed=seed, threads=threads,
-                           recluster=recluster)
+                           clustered=clustered)  # type: ignore[arg-type]
     prepare_output(model, output, force)
     loaded = io.load(model)
     teacher_model = io.load(teacher)

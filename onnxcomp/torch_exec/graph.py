@@ -44,13 +44,39 @@ def frozen_reason(ref: WeightRef) -> str | None:
     return None
 
 
+#: A tensor with at most this many distinct values (and at least 4x as many elements) counts as clustered.
+MAX_CLUSTER_VALUES = 256
+
+
+def cluster_codes(array: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(codebook, indices)`` when ``array`` looks clustered (few distinct values), else ``None``."""
+    if array.size < 4 * MAX_CLUSTER_VALUES:
+        return None
+    values, indices = np.unique(array, return_inverse=True)
+    if values.size > MAX_CLUSTER_VALUES:
+        return None
+    return values, indices.reshape(array.shape)
+
+
 @dataclass
 class TrainableWeight:
-    """One trained tensor: where it lives in the ONNX model, its parameter, and its zero mask."""
+    """One trained tensor: where it lives in the ONNX model, its parameter, and its zero mask.
+
+    For a shared (clustered) tensor the parameter is its codebook and ``indices`` maps every element to a
+    centroid, so training moves centroids (each gets the sum of its members' gradients, as in Deep
+    Compression's fine-tuning) and the tensor keeps exactly its clusters.
+    """
 
     ref: WeightRef
     parameter: torch.nn.Parameter
     keep: torch.Tensor | None  # 1 where the weight may move, 0 where it was exactly zero; None: no mask
+    indices: torch.Tensor | None = None
+
+    def tensor(self) -> torch.Tensor:
+        """The weight as the graph uses it."""
+        if self.indices is None:
+            return self.parameter
+        return self.parameter[self.indices]
 
 
 class TorchGraph:
@@ -60,12 +86,14 @@ class TorchGraph:
         model: The model; not modified until :meth:`write_back`.
         keep_zeros: Weights that are exactly zero stay exactly zero (their gradient is masked and they are
             re-zeroed after each step by :meth:`apply_masks`), so pruning survives training.
+        share_clusters: Train the codebook of clustered tensors (few distinct values) instead of every
+            element, so they stay clustered exactly.
 
     Raises:
         InputError: The graph uses ops this interpreter has no handler for (all of them are named).
     """
 
-    def __init__(self, model: ir.Model, *, keep_zeros: bool = True) -> None:
+    def __init__(self, model: ir.Model, *, keep_zeros: bool = True, share_clusters: bool = False) -> None:
         missing = unsupported_ops(model.graph)
         if missing:
             raise InputError(f"cannot run the model in torch for training: unsupported op(s) {', '.join(missing)}")
@@ -75,14 +103,21 @@ class TorchGraph:
         self.frozen: list[tuple[WeightRef, str]] = []
         self._constants: dict[int, torch.Tensor] = {}
         for ref in iter_weights(model):
-            self._add(ref, keep_zeros)
+            self._add(ref, keep_zeros, share_clusters)
 
-    def _add(self, ref: WeightRef, keep_zeros: bool) -> None:
+    def _add(self, ref: WeightRef, keep_zeros: bool, share_clusters: bool) -> None:
         array = ref.numpy()
         reason = frozen_reason(ref)
         if reason is not None:
             self.frozen.append((ref, reason))
             self._constants[id(ref.value)] = to_torch(array)
+            return
+        codes = cluster_codes(array) if share_clusters else None
+        if codes is not None:
+            values, indices = codes
+            keep = to_torch((values != 0).astype(values.dtype)) if keep_zeros and np.any(values == 0) else None
+            self.trainable.append(TrainableWeight(ref, torch.nn.Parameter(to_torch(values)), keep,
+                                                  to_torch(indices.astype(np.int64))))
             return
         parameter = torch.nn.Parameter(to_torch(array))
         keep = None
@@ -99,6 +134,9 @@ class TorchGraph:
     def __call__(self, feed: Mapping[str, torch.Tensor | np.ndarray]) -> dict[str, torch.Tensor]:
         """The model's outputs by name for one feed (tensors or arrays keyed by input name)."""
         env: dict[int, Any] = dict(self._constants)
+        for weight in self.trainable:
+            if weight.indices is not None:
+                env[id(weight.ref.value)] = weight.tensor()
         for value in self.model.graph.inputs:
             if value.name in feed:
                 given = feed[value.name]
@@ -148,7 +186,7 @@ class TorchGraph:
         written = []
         for weight in self.trainable:
             original = weight.ref.numpy()
-            array = weight.parameter.detach().cpu().numpy().astype(original.dtype)
+            array = weight.tensor().detach().cpu().numpy().astype(original.dtype)
             if weight.keep is not None:
                 array[original == 0] = 0  # exact zeros, whatever the dtype conversion did
             change = float(np.linalg.norm(array.astype(np.float64) - original) /
@@ -156,6 +194,7 @@ class TorchGraph:
             weight.ref.replace(array)
             written.append({"name": weight.ref.name, "location": weight.ref.subgraph_path or weight.ref.storage,
                             "shape": list(array.shape), "zeros": int(np.count_nonzero(array == 0)),
+                            "shared_clusters": weight.indices is not None,
                             "relative_change": change})
         return written
 

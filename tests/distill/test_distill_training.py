@@ -102,7 +102,7 @@ def test_clustered_tensors_are_clustered_again_after_training():
     ClusterPass(ClusterConfig(bits=4))(student)
     clustered = {name for name, a in _weights(student).items() if a.size >= 1024 and len(np.unique(a)) <= 16}
     assert clustered
-    result = distill(student, teacher, _data(student, "lenet300"), DistillConfig(epochs=1))
+    result = distill(student, teacher, _data(student, "lenet300"), DistillConfig(epochs=1, clustered="recluster"))
     assert {entry["name"] for entry in result.reclustered} == clustered
     for name, array in _weights(student).items():
         if name in clustered:
@@ -117,3 +117,20 @@ def test_labels_without_labelled_data_are_noted():
     result = distill(student, teacher, data, DistillConfig(epochs=1, use_labels=True))
     assert any("no labels" in note for note in result.notes)
     assert "accuracy" not in result.metrics_after
+
+
+def test_shared_clusters_train_centroids_and_keep_the_assignment():
+    teacher = io.load(fixture_path("lenet300"))
+    student = io.load(fixture_path("lenet300"))
+    MagnitudePrunePass(MagnitudePruneConfig(sparsity=0.9))(student)
+    ClusterPass(ClusterConfig(bits=3))(student)
+    before = _weights(student)
+    result = distill(student, teacher, _data(student, "lenet300"), DistillConfig(epochs=1))
+    shared = {entry["name"] for entry in result.trained if entry["shared_clusters"]}
+    assert shared and not result.reclustered
+    for name in shared:
+        old_values, old_index = np.unique(before[name], return_inverse=True)
+        new_values, new_index = np.unique(_weights(student)[name], return_inverse=True)
+        assert len(new_values) == len(old_values) <= 8  # same clusters, same membership, zero still zero
+        np.testing.assert_array_equal(old_index, new_index)
+        assert not np.array_equal(old_values, new_values) and 0 in new_values
