@@ -42,6 +42,8 @@ def _budget(max_drop: float | None, min_cosine: float | None, min_top1: float | 
                    "the training set overstates top-1 agreement on unseen inputs.")
 @click.option("--preset", type=click.Choice(list(PRESETS)), help=f"Pass list to run (default {DEFAULT_PRESET}).")
 @click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), help="A YAML recipe instead of a preset.")
+@click.option("--save-recipe", "save_recipe", type=click.Path(dir_okay=False),
+              help="Also write the recipe that runs (a preset's, to start your own from) as YAML.")
 @click.option("--max-drop", type=float, help="Budget: max top-1 accuracy drop (labels) or disagreement, as a fraction.")
 @click.option("--min-cosine", type=float, help="Budget: min cosine similarity of every output to the original.")
 @click.option("--min-top1", type=float, help="Budget: min top-1 agreement with the original.")
@@ -54,7 +56,8 @@ def _budget(max_drop: float | None, min_cosine: float | None, min_top1: float | 
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary.")
 @json_option
 def command(model_path: str, output: str | None, force: bool, data_spec: str | None, shapes: tuple[str, ...],
-            batch_size: int, eval_spec: str | None, preset: str | None, recipe_path: str | None, max_drop: float | None,
+            batch_size: int, eval_spec: str | None, preset: str | None, recipe_path: str | None,
+            save_recipe: str | None, max_drop: float | None,
             min_cosine: float | None, min_top1: float | None, target: str, pack: bool, report_path: str | None,
             runs: int, quiet: bool, as_json: bool) -> None:
     """Make MODEL smaller and faster within an accuracy budget measured on --data.
@@ -72,6 +75,8 @@ def command(model_path: str, output: str | None, force: bool, data_spec: str | N
         raise InputError(f"{output}: a packed model is an .onnxc container, not ONNX; name the output *.onnxc")
     out = io.check_output_path(output or default_output(model_path, packed), inputs=(model_path,), overwrite=force)
     report_out = io.check_output_path(report_path, inputs=(model_path, out)) if report_path else None
+    if save_recipe:
+        recipe.save(io.check_output_path(save_recipe, inputs=(model_path, out)))
     model = io.load(model_path)
     data = open_data_for(model, data_spec, shapes, batch_size) if data_spec else None
     if eval_spec and not data_spec:

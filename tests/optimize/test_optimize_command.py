@@ -26,10 +26,13 @@ def test_default_output_sits_next_to_the_input():
 
 
 def test_without_data_steps_needing_it_are_skipped_with_a_note(lenet300: Path, capsys: pytest.CaptureFixture[str]):
-    code = run(["optimize", str(lenet300), "--preset", "size"])
+    report = lenet300.parent / "r.html"
+    code = run(["optimize", str(lenet300), "--preset", "size", "--report", str(report)])
     err = capsys.readouterr().err
     assert code == 0, err
     assert (lenet300.parent / "lenet300.opt.onnxc").exists()
+    page = report.read_text()
+    assert page.count("Not measured (no data)") == 2 and "No ranking: quantization did not run" in page
     assert "quantize skipped: it needs calibration data (--data)" in err
     assert "prune skipped: it changes outputs and the budget cannot be checked without --data" in err
     assert "not measured (no --data)" in err
@@ -100,3 +103,14 @@ def test_never_overwrites_the_input(lenet300: Path, capsys: pytest.CaptureFixtur
     original = lenet300.read_bytes()
     assert run(["optimize", str(lenet300), "-o", str(lenet300)]) == 2
     assert lenet300.read_bytes() == original
+
+
+def test_saved_preset_recipe_runs_the_same_steps(lenet300: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    saved = tmp_path / "size.yaml"
+    assert run(["optimize", str(lenet300), "--preset", "size", "--save-recipe", str(saved), "--json", "-q"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert "pass: cluster" in saved.read_text() and "pack: true" in saved.read_text()
+    assert run(["optimize", str(lenet300), "--recipe", str(saved), "--json", "-q",
+                "-o", str(tmp_path / "again.onnxc")]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert [(s["pass"], s["status"]) for s in again["stages"]] == [(s["pass"], s["status"]) for s in first["stages"]]
