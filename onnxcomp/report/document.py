@@ -120,6 +120,6 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
     if latency:
         names = [k for k in latency["samples_ms"]]
         lines.append(f"latency p50: {latency[names[0]]['p50_ms']:.4g} ms -> {latency[names[-1]]['p50_ms']:.4g} ms "
-                     f"(measured on a shared machine: indicative only)")
+                     f"(interleaved runs on this machine; compare on a quiet one)")
     lines += [f"note: {note}" for note in document["notes"]]
     return lines
