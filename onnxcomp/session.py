@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,6 +217,8 @@ def create_session(
     *,
     intra_op_threads: int | None = None,
     graph_optimization: ort.GraphOptimizationLevel | str = ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    configure: Callable[[ort.SessionOptions], None] | None = None,
+    label: str | None = None,
 ) -> ort.InferenceSession:
     """Create an onnxruntime session that really runs on ``provider``.
 
@@ -229,6 +231,9 @@ def create_session(
             physical core). Fixing it makes latency comparable across machines.
         graph_optimization: An ``ort.GraphOptimizationLevel`` or one of ``disable``, ``basic``,
             ``extended``, ``all``.
+        configure: Called with the session options before the session is created, for callers that
+            add to them (e.g. packed models hand decoded weights over as external initializers).
+        label: How to name the model in messages (default: its path, or its size when in memory).
 
     Raises:
         InputError: The file is missing or onnxruntime cannot load the model (one line: the model
@@ -236,12 +241,14 @@ def create_session(
         ProviderUnavailableError: The provider is unknown to this build, or onnxruntime fell
             back to another one.
     """
-    label = model_label(model)
+    label = label or model_label(model)
     source = _model_source(model, label)
     status = resolve_provider(provider)
     if not status.available:
         raise ProviderUnavailableError(f"{label}: {status.reason}")
     options = _session_options(intra_op_threads, _optimization_level(graph_optimization))
+    if configure is not None:
+        configure(options)
     providers = [status.ort_name] if status.ort_name == CPU else [status.ort_name, CPU]
     try:
         session = ort.InferenceSession(source, sess_options=options, providers=providers)

@@ -316,32 +316,21 @@ class _InitializerHandOff:
 
     def session(self, model: bytes, label: str, provider: str, *, intra_op_threads: int | None = None,
                 graph_optimization: object = "all") -> ort.InferenceSession:
-        """``create_session``'s checks, with the collected arrays added as external initializers."""
+        """A :func:`onnxcomp.session.create_session` session with the collected arrays as external initializers."""
         import onnxruntime as ort
 
-        from onnxcomp.session import (
-            CPU,
-            ProviderUnavailableError,
-            _optimization_level,
-            _session_options,
-            one_line,
-            resolve_provider,
-        )
+        from onnxcomp.session import create_session
 
-        status = resolve_provider(provider)
-        if not status.available:
-            raise ProviderUnavailableError(f"{label}: {status.reason}")
-        options = _session_options(intra_op_threads, _optimization_level(graph_optimization))  # type: ignore[arg-type]
         values = [ort.OrtValue.ortvalue_from_numpy(array) for array in self.arrays]
-        if values:
-            options.add_external_initializers(self.names, values)
-        providers = [status.ort_name] if status.ort_name == CPU else [status.ort_name, CPU]
-        try:
-            session = ort.InferenceSession(model, sess_options=options, providers=providers)
-        except Exception as error:  # onnxruntime's exceptions derive from Exception only
-            raise InputError(f"cannot load model {label}: {one_line(error)}") from error
-        if status.ort_name not in session.get_providers():
-            raise ProviderUnavailableError(f"{label}: {status.name}: onnxruntime fell back to "
-                                           f"{', '.join(session.get_providers())}")
-        session.onnxc_weights = (self.arrays, values, options)  # type: ignore[attr-defined]
+        kept: list[ort.SessionOptions] = []
+
+        def hand_over(options: ort.SessionOptions) -> None:
+            kept.append(options)
+            if values:
+                options.add_external_initializers(self.names, values)
+
+        session = create_session(model, provider, intra_op_threads=intra_op_threads,
+                                 graph_optimization=graph_optimization,  # type: ignore[arg-type]
+                                 configure=hand_over, label=label)
+        session.onnxc_weights = (self.arrays, values, kept)  # type: ignore[attr-defined]
         return session
