@@ -853,6 +853,13 @@ class QuantizePass(CompressionPass):
         speed = None
         if config.speed_aware:
             excluded, speed = _speed_exclusions(model, shared, excluded, observed, feed, config.latency_runs)
+            if not speed["int8_pays"]:
+                # Even with every kernel back in float the prepared graph was not faster: hand back the
+                # original, untouched, rather than a float model that is merely rearranged.
+                skipped.append(Skipped("model", "no int8 variant was faster than fp32 on this machine "
+                                                "(--speed-aware); the model is left unchanged"))
+                return PassOutcome(False, skipped=skipped, summary={**facts, "quantized_kernels": 0,
+                                                                     "activation_choice": choice, "speed": speed})
             reasons |= dict.fromkeys(speed["returned"], _SPEED_REASON)
         final, plan = _build(shared, reasons, observed)
         changed = [{"node": label, "op": node.op_type, "mode": "int8"} for label, node in plan.nodes.items()
@@ -990,6 +997,9 @@ def _kernel_macs(model: ir.Model, labels: Iterable[str], feed: dict[str, np.ndar
     return {label: known.get(label, 2**62) for label in labels}
 
 
+_SPEED_MARGIN = 0.97
+
+
 def _speed_steps(count: int) -> list[int]:
     """How many of the cheapest kernels go back to float in each timed variant: 0, 1, 2, 4, ..., count."""
     steps, k = [0], 1
@@ -1008,7 +1018,8 @@ def _speed_exclusions(reference: ir.Model, shared: _Session, excluded: list[str]
     steps = _speed_steps(len(cheapest))
     models = {"fp32": reference} | {str(k): _build(shared, excluded + cheapest[:k], observed)[0] for k in steps}
     p50 = _p50s(models, feed, runs)
-    faster = [k for k in steps if p50[str(k)] < p50["fp32"]]
+    # A variant must beat fp32 by a margin larger than timing noise to count as paying.
+    faster = [k for k in steps if p50[str(k)] < _SPEED_MARGIN * p50["fp32"]]
     if faster:
         best = min(p50[str(k)] for k in faster)
         chosen = min(k for k in faster if p50[str(k)] <= 1.03 * best)

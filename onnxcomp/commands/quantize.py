@@ -79,7 +79,8 @@ def command(model_path: str, output: str, force: bool, data_spec: str | None, sh
     elif report.modified:
         written = str(write_model(model, model_path, output, force))
     else:
-        say("onnxcomp: nothing quantizable; no model written")
+        reason = next((s.reason for s in report.skipped if s.target == "model"), "nothing quantizable")
+        say(f"onnxcomp: {reason}; no model written")
     if as_json:
         emit_json({"report": _jsonable(report.to_dict()), "written": written, "refused": refused})
     else:

@@ -86,6 +86,11 @@ def test_auto_activations_follow_the_rule_without_measuring() -> None:
 def test_speed_aware_returns_the_cheapest_kernels_and_is_not_slower_than_fp32() -> None:
     result = _quantize("lenet5", "lenet5.calib.npz", speed_aware=True, measure_target=False, latency_runs=5)
     speed = result.report.summary["speed"]
+    if not speed["int8_pays"]:  # timing-dependent: on a machine where no variant beats fp32, nothing changes
+        assert not result.modified and [n.op_type for n in result.model.graph] == [
+            n.op_type for n in io.load(fixture_path("lenet5")).graph]
+        assert any("left unchanged" in s.reason for s in result.report.skipped)
+        return
     model = io.load(fixture_path("lenet5"))
     macs = {e.name: e.macs for e in count_macs(model, {"input": [64, 1, 8, 8]}).entries}
     returned = speed["returned"]
@@ -108,6 +113,9 @@ def test_cli_speed_aware_and_no_bias_correction(tmp_path: Path, capsys: pytest.C
                 "--json"])
     summary = json.loads(capsys.readouterr().out)["report"]["summary"]
     assert code == 0
+    if not summary["speed"]["int8_pays"]:  # timing-dependent: int8 never faster here, so nothing is written
+        assert not (tmp_path / "q.onnx").exists()
+        return
     assert summary["bias_correction"] is False
     assert summary["speed"]["chosen_step"] in (0, 1, 2, 3)
     assert summary["activation_choice"]["measured"] is True
