@@ -28,7 +28,7 @@ from onnxcomp.channels.compensate import fold_means
 from onnxcomp.channels.constants import constant_roots, sink_values
 from onnxcomp.channels.graph import Analysis
 from onnxcomp.channels.importance import CRITERIA, ChannelStats, channel_stats, scores_for
-from onnxcomp.channels.plan import GroupDecision, plan
+from onnxcomp.channels.plan import GroupDecision, plan, simd_channel_block
 from onnxcomp.channels.remove import copy_model, main_opset, rewrite_model
 from onnxcomp.channels.rewrite import Rewriter
 from onnxcomp.check import ParityAccumulator, ParityThresholds
@@ -50,9 +50,10 @@ class ChannelRemovalConfig:
             the trained fixtures at ratio 0.25 (benchmarks/channels.py), activation + mean folding kept
             resnet 0.80 / yolo_block 0.70 / transformer 0.98 where no weight-only criterion beat 0.47 / 0.58
             / 0.96, and among weight-only criteria none won consistently (differences are within noise).
-        round_to: keep channel counts at multiples of this (never above the original count; groups under
-            ``2 * round_to`` channels are not rounded). 8 by default: odd widths fall off onnxruntime's
-            blocked convolution kernels and can make a pruned model slower than the original.
+        round_to: keep channel counts at multiples of this (never above the original count; see
+            :func:`onnxcomp.channels.plan.target_keep` for narrow groups). ``None`` (default) uses the block of
+            onnxruntime's CPU convolutions on this machine (16 with AVX-512, else 8): other widths are padded
+            up to the block anyway, or fall off the blocked kernels and can make a pruned model slower.
         exclude: regex; groups with a source layer whose name matches are left alone (zero channels aside).
         layer_ratios: ``(regex, ratio)`` pairs overriding ``ratio`` for groups with a matching layer name.
         max_drop: with data, the largest top-1 disagreement with the original the result may have.
@@ -64,7 +65,7 @@ class ChannelRemovalConfig:
 
     ratio: float = 0.25
     criterion: Criterion = "auto"
-    round_to: int = 8
+    round_to: int | None = None
     exclude: str | None = None
     layer_ratios: tuple[tuple[str, float], ...] = ()
     max_drop: float | None = None
@@ -78,7 +79,7 @@ class ChannelRemovalConfig:
                 raise InputError(f"{name} must be in [0, 1), got {value}")
         if self.criterion != "auto" and self.criterion not in CRITERIA:
             raise InputError(f"criterion must be one of {', '.join(CRITERIA)}, got {self.criterion!r}")
-        if self.round_to < 1:
+        if self.round_to is not None and self.round_to < 1:
             raise InputError(f"round_to must be >= 1, got {self.round_to}")
         if self.max_drop is not None and not 0.0 <= self.max_drop <= 1.0:
             raise InputError(f"max_drop must be in [0, 1], got {self.max_drop}")
@@ -112,6 +113,7 @@ class _Pruned:
     zero_removed: int = 0
     constant_removed: set[int] = field(default_factory=set)
     constant_blocked: tuple[str, ...] = ()
+    round_to: int = 1
 
 
 class ChannelRemovalPass(CompressionPass):
@@ -156,9 +158,11 @@ class ChannelRemovalPass(CompressionPass):
             scores = scores_for(self.config.resolved_criterion(stats is not None), analysis, stats)
         zero = analysis.zero_roots()
         constant, blocked = constant_roots(analysis)
-        decisions = plan(groups, self._ratio_for(ratio), self.config.round_to, scores, zero | constant, analysis)
+        round_to = self.config.round_to or simd_channel_block()
+        decisions = plan(groups, self._ratio_for(ratio), round_to, scores, zero | constant, analysis)
         removed = {r for d in decisions for r in d.removed}
-        pruned = _Pruned(analysis, groups, decisions, self.config.resolved_criterion(stats is not None))
+        pruned = _Pruned(analysis, groups, decisions, self.config.resolved_criterion(stats is not None),
+                         round_to=round_to)
         pruned.zero_removed = len(removed & zero)
         pruned.constant_removed = (removed & constant) - zero
         pruned.constant_blocked = tuple(sorted(set(blocked.values())))
@@ -272,6 +276,7 @@ def _outcome(pruned: _Pruned, before: Any, after: Any, ratio: float, trials: lis
     summary = {
         "ratio": ratio,
         "criterion": pruned.criterion,
+        "round_to": pruned.round_to,
         "groups": len(pruned.groups),
         "groups_pruned": sum(1 for d in pruned.decisions if d.removed),
         "channels_before": sum(d.before for d in pruned.decisions),
