@@ -42,6 +42,7 @@ import onnx_ir as ir
 from onnxcomp.errors import InputError
 from onnxcomp.pass_base import CompressionPass, PassContext, PassOutcome, Skipped
 from onnxcomp.weight_roles import Candidate, MatrixView, compile_patterns, select_weights
+from onnxcomp.weights import WeightRef, iter_weights
 
 __all__ = ["ClusterConfig", "ClusterPass", "cluster_rows", "method_for"]
 
@@ -64,6 +65,10 @@ class ClusterConfig:
         exclude: Regexes; an eligible weight whose name or consumer node name matches one is left alone.
         min_size: Tensors with fewer elements are left alone.
         max_iter: Upper bound on Lloyd iterations (they usually stop earlier, at a fixed point).
+        bias_bits: Also cluster the biases of Gemm/Conv/ConvTranspose (input 2) per tensor to this many bits
+            (``None``: biases are left alone). Biases are few but stored as floats they cost ~4 bytes each,
+            which on a pruned, clustered small network is a large share of the packed file (LeNet-300-100:
+            1.4 KB of 4.3 KB); a distillation afterwards (centroids trained) wins back what this costs.
     """
 
     bits: int = 5
@@ -73,9 +78,12 @@ class ClusterConfig:
     exclude: tuple[str, ...] = ()
     min_size: int = 128
     max_iter: int = 100
+    bias_bits: int | None = None
 
     def __post_init__(self) -> None:
         self.exclude = tuple(self.exclude)
+        if self.bias_bits is not None and not 1 < self.bias_bits <= MAX_BITS:
+            raise InputError(f"bias bits must be between 2 and {MAX_BITS}, got {self.bias_bits}")
         if not 1 <= self.bits <= MAX_BITS:
             raise InputError(f"bits must be between 1 and {MAX_BITS}, got {self.bits}")
         if self.conv_bits is not None and not 1 <= self.conv_bits <= MAX_BITS:
@@ -265,6 +273,21 @@ def _to_dtype(quantized: np.ndarray, original: np.ndarray) -> np.ndarray:
     return cast
 
 
+_BIAS_OPS = frozenset({"Gemm", "Conv", "ConvTranspose"})
+
+
+def _biases(model: ir.Model, exclude: tuple[str, ...]) -> list[WeightRef]:
+    """Float initializers read only as input 2 (the bias) of Gemm/Conv/ConvTranspose, minus excluded names."""
+    patterns = compile_patterns(exclude)
+    found = []
+    for ref in iter_weights(model):
+        uses = ref.consumers(through_identity=True)
+        is_bias = bool(uses) and all(node.op_type in _BIAS_OPS and index == 2 for node, index in uses)
+        if is_bias and ref.numpy().dtype.kind == "f" and not any(p.search(ref.name) for p in patterns):
+            found.append(ref)
+    return found
+
+
 def _distinct_per_group(rows: np.ndarray) -> int:
     """The largest count of distinct non-zero values in any row."""
     ordered = np.sort(rows, axis=1)
@@ -284,6 +307,8 @@ class ClusterPass(CompressionPass):
         config: ClusterConfig = self.config
         selection = select_weights(model, min_size=config.min_size, exclude=config.exclude)
         results = [self._cluster(candidate) for candidate in selection.candidates]
+        if config.bias_bits is not None:
+            results += [self._cluster_bias(ref, config.bias_bits) for ref in _biases(model, config.exclude)]
         changed = [entry for entry, _, _ in results]
         squared_error = sum(error for _, error, _ in results)
         squared_norm = sum(norm for _, _, norm in results)
@@ -320,6 +345,25 @@ class ClusterPass(CompressionPass):
         if view is None:
             return None, "tensor (consumers disagree on the layout, so there are no channels)"
         return view, "channel"
+
+    def _cluster_bias(self, ref: WeightRef, bits: int) -> tuple[dict[str, Any], float, float]:
+        """Cluster one bias per tensor (k-means; zeros stay zeros), reported like a weight."""
+        original = ref.numpy()
+        wide = original.astype(np.float64)
+        stored = _to_dtype(cluster_rows(wide.reshape(1, -1), bits, max_iter=self.config.max_iter).reshape(
+            ref.shape), original)
+        modified = not np.array_equal(stored, original)
+        if modified:
+            ref.replace(stored)
+        error = stored.astype(np.float64) - wide
+        entry = {"name": ref.name, "location": "bias", "ops": "", "shape": list(ref.shape), "size": ref.size,
+                 "granularity": "tensor", "groups": 1, "bits": bits, "method": "kmeans",
+                 "distinct_values": int(np.unique(stored).size),
+                 "distinct_per_group": _distinct_per_group(stored.astype(np.float64).reshape(1, -1)),
+                 "has_zeros": bool((stored == 0).any()), "mse": float(np.mean(error**2)),
+                 "relative_error": float(np.linalg.norm(error) / max(np.linalg.norm(wide), 1e-300)),
+                 "modified": modified}
+        return entry, float(np.sum(error**2)), float(np.sum(wide**2))
 
     def _cluster(self, candidate: Candidate) -> tuple[dict[str, Any], float, float]:
         """Cluster one tensor; returns its report entry, squared error and squared norm."""

@@ -49,11 +49,14 @@ MAX_CLUSTER_VALUES = 256
 
 
 def cluster_codes(array: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(codebook, indices)`` when ``array`` looks clustered (few distinct values), else ``None``."""
-    if array.size < 4 * MAX_CLUSTER_VALUES:
-        return None
+    """``(codebook, indices)`` when ``array`` looks clustered (few distinct values), else ``None``.
+
+    Few means at most ``MAX_CLUSTER_VALUES`` and at most half the elements, so small clustered tensors
+    (a 100x10 classifier, a clustered bias) keep their clusters too; a tensor of mostly distinct values is
+    trained element by element.
+    """
     values, indices = np.unique(array, return_inverse=True)
-    if values.size > MAX_CLUSTER_VALUES:
+    if values.size > MAX_CLUSTER_VALUES or 2 * values.size > array.size:
         return None
     return values, indices.reshape(array.shape)
 

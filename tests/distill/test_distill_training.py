@@ -100,8 +100,9 @@ def test_clustered_tensors_are_clustered_again_after_training():
     student = io.load(fixture_path("lenet300"))
     MagnitudePrunePass(MagnitudePruneConfig(sparsity=0.9))(student)
     ClusterPass(ClusterConfig(bits=4))(student)
-    clustered = {name for name, a in _weights(student).items() if a.size >= 1024 and len(np.unique(a)) <= 16}
-    assert clustered
+    clustered = {name for name, a in _weights(student).items() if 2 * len(np.unique(a)) <= a.size
+                 and len(np.unique(a)) <= 16}
+    assert "fc3.weight" in clustered  # small tensors (1,000 elements) keep their clusters too
     result = distill(student, teacher, _data(student, "lenet300"), DistillConfig(epochs=1, clustered="recluster"))
     assert {entry["name"] for entry in result.reclustered} == clustered
     for name, array in _weights(student).items():
