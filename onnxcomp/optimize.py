@@ -24,7 +24,7 @@ from onnxcomp import io
 from onnxcomp.data import DataSource
 from onnxcomp.errors import InputError
 from onnxcomp.evaluation import Evaluation, Evaluator, latency_samples
-from onnxcomp.pass_base import Need, PassContext, PassReport, weight_bytes
+from onnxcomp.pass_base import CompressionPass, Need, PassContext, PassReport, weight_bytes
 from onnxcomp.progress import Progress
 from onnxcomp.recipe import Budget, Recipe, Step
 from onnxcomp.report.layers import layer_facts
@@ -144,10 +144,22 @@ def _channels_budget(config: Any, budget: Budget, options: OptimizeOptions) -> A
     return dataclasses.replace(config, max_drop=max_drop, min_cosine=config.min_cosine or budget.min_cosine)
 
 
+def _allowed_drop(budget: Budget) -> float:
+    """The budget as one top-1 drop: ``max_drop``, else the disagreement ``min_top1`` allows, else 1 %."""
+    if budget.max_drop is not None:
+        return budget.max_drop
+    return 1.0 - budget.min_top1 if budget.min_top1 is not None else 0.01
+
+
+def _spiral_budget(config: Any, budget: Budget, options: OptimizeOptions) -> Any:
+    return config if config.max_drop is not None else dataclasses.replace(config, max_drop=_allowed_drop(budget))
+
+
 #: Pass name -> how its config takes the budget, so it can search within it instead of only being reverted.
 BUDGET_HOOKS: dict[str, Callable[[Any, Budget, OptimizeOptions], Any]] = {
     "quantize": _quantize_budget,
     "channels": _channels_budget,
+    "spiral": _spiral_budget,
 }
 
 
@@ -156,6 +168,22 @@ BUDGET_HOOKS: dict[str, Callable[[Any, Budget, OptimizeOptions], Any]] = {
 
 def _copy(model: ir.Model) -> ir.Model:
     return ir.from_proto(ir.to_proto(model))
+
+
+def _spiral_inputs(run: _Run, config: Any) -> dict[str, Any]:
+    return {"teacher": run.reference_bytes, "eval_data": run.eval_data}
+
+
+def _distill_inputs(run: _Run, config: Any) -> dict[str, Any]:
+    return {} if config.teacher is not None else {"teacher": run.reference_bytes}
+
+
+#: Pass name -> what the engine hands its constructor: distillation learns from the original model (the one
+#: the budget is measured against), and the spiral chooses its sparsity on the held-out data when given.
+PASS_INPUTS: dict[str, Callable[[_Run, Any], dict[str, Any]]] = {
+    "spiral": _spiral_inputs,
+    "distill": _distill_inputs,
+}
 
 
 class _Run:
@@ -170,6 +198,7 @@ class _Run:
         self.context = PassContext(data=data, provider=options.target)
         self.data = data
         self.reference = _copy(model)
+        self.reference_bytes = io.serialize(self.reference)
         self.eval_data = eval_data or data
         self.reference_session = self.context.session(self.reference) if self.eval_data is not None else None
         self.evaluator = Evaluator(self.reference_session, self.eval_data, progress=options.progress) \
@@ -210,7 +239,7 @@ class _Run:
         record = StageRecord(index, step.pass_name, "reverted")
         for number, config in enumerate(self._configs(step)):
             candidate = _copy(model)
-            report = step.build(self.context, config)(candidate).report
+            report = self._build(step, config)(candidate).report
             record.report = report
             attempt: dict[str, Any] = {"config": _jsonable_config(config), "modified": report.modified,
                                        "summary": report.summary}
@@ -232,6 +261,10 @@ class _Run:
         record.reason = (f"broke the budget in all {len(record.attempts)} attempts ({'; '.join(last)})"
                          if len(record.attempts) > 1 else f"broke the budget ({'; '.join(last)})")
         return model, record
+
+    def _build(self, step: Step, config: Any) -> CompressionPass:
+        inputs = PASS_INPUTS.get(step.pass_name)
+        return step.pass_cls(config, self.context, **(inputs(self, config) if inputs else {}))
 
     def _measure(self, candidate: ir.Model, attempt: dict[str, Any]) -> list[str]:
         if self.evaluator is None:
@@ -278,8 +311,14 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _jsonable_config(config: Any) -> dict[str, Any]:
-    return {f.name: (getattr(config, f.name) if not callable(getattr(config, f.name)) else "<callable>")
-            for f in dataclasses.fields(config)}
+    return {f.name: _jsonable(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def _jsonable(value: Any) -> Any:
+    """An option as JSON data: a nested config (the spiral's distillation options) as a mapping."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable_config(value)
+    return "<callable>" if callable(value) else value
 
 
 def optimize(model: ir.Model, recipe: Recipe, data: DataSource | None = None,

@@ -137,6 +137,8 @@ def config_to_dict(config: Any, pass_name: str) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a nested config (spiral.distill)
+        return {item.name: _plain(getattr(value, item.name)) for item in dataclasses.fields(value)}
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     return value
@@ -370,6 +372,49 @@ class Recipe:
     @classmethod
     def from_passes(cls, passes: list[CompressionPass]) -> Recipe:
         return cls([Step(p.name, p.config) for p in passes])
+
+    def with_recovery(self, distill_epochs: int = 2) -> Recipe:
+        """This recipe with accuracy recovered by distillation from the original (``optimize --recover``).
+
+        Every ``prune`` step becomes a ``spiral`` step (pruning reached gradually, with distillation between
+        steps, keeping the sparsest round within the budget), and every ``cluster`` step is followed by a
+        ``distill`` step that trains the centroids (clusters kept). One-shot pruning and clustering lose
+        accuracy that a few epochs of distillation win back, so the budget admits more: the spiral aims at
+        ``RECOVER_SPARSITY`` (or the step's own sparsity when higher) and stops at the last round that keeps
+        the budget, so a model that cannot go that far ends where it can.
+        """
+        steps: list[Step] = []
+        for index, step in enumerate(self.steps):
+            steps.append(_as_spiral(step, index) if step.pass_name == "prune" else step)
+            if step.pass_name == "cluster":
+                distill = pass_class("distill")
+                steps.append(Step("distill", config_from_dict(
+                    distill, {"epochs": distill_epochs, "clustered": "share"}, "--recover")))
+        return Recipe(steps, self.budget, self.pack)
+
+
+#: Where ``--recover``'s spiral aims: the sparsest round within the budget is kept, so aiming high is safe.
+RECOVER_SPARSITY = 0.9
+#: Prune options a spiral step carries over; a prune step that sets any other option is not turned into one.
+_SPIRAL_FROM_PRUNE = {"sparsity": "target_sparsity", "keep_first_last": "keep_first_last", "min_size": "min_size"}
+
+
+def _as_spiral(step: Step, index: int) -> Step:
+    """The spiral step that reaches a magnitude prune step's sparsity gradually (same fallbacks)."""
+    where = f"--recover, step {index + 1} (prune)"
+    options = config_to_dict(step.config, "prune")
+    defaults = config_to_dict(step.pass_cls.Config(), "prune")
+    extra = sorted(k for k, v in options.items() if k not in _SPIRAL_FROM_PRUNE and v != defaults[k])
+    overrides = [k for f in step.fallbacks for k in f if k not in _SPIRAL_FROM_PRUNE]
+    if extra or overrides:
+        raise InputError(f"{where}: the spiral replacing it prunes by global magnitude to a sparsity; it cannot "
+                         f"carry {', '.join(extra + overrides)} (use a spiral step in the recipe instead)")
+    spiral = pass_class("spiral")
+    values = {_SPIRAL_FROM_PRUNE[k]: options[k] for k in _SPIRAL_FROM_PRUNE}
+    values["target_sparsity"] = max(values["target_sparsity"], RECOVER_SPARSITY)
+    config = config_from_dict(spiral, values, where)
+    fallbacks = tuple({_SPIRAL_FROM_PRUNE[k]: v for k, v in f.items()} for f in step.fallbacks)
+    return Step("spiral", config, fallbacks, step.keep, step.exact)
 
 
 def _budget_from(value: Any, source: str) -> Budget | None:

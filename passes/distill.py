@@ -67,6 +67,9 @@ class DistillConfig:
 
     Attributes:
         teacher: Path of the teacher ONNX model (the pass only; the :func:`distill` function takes a model).
+            Inside ``onnxcomp optimize`` (a recipe step), leaving it unset distils from the original model
+            optimize was given: the one the budget is measured against, and the only teacher that never
+            passes on a compression step's error.
         epochs: Passes over the data.
         temperature: Softening of score outputs (T > 1 exposes the teacher's ranking of wrong classes).
         alpha: Weight of the hard-label cross-entropy when ``use_labels``; the distillation loss gets 1 - alpha.

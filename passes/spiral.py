@@ -19,6 +19,7 @@ the student was trained on), so pass held-out samples when you have them.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,9 @@ from onnxcomp.session import create_session
 from onnxcomp.torch_exec import require_torch
 from onnxcomp.weights import iter_weights
 
-__all__ = ["SpiralConfig", "SpiralPass", "gradual_schedule"]
+__all__ = ["DEFAULT_MAX_DROP", "SpiralConfig", "SpiralPass", "gradual_schedule"]
+
+DEFAULT_MAX_DROP = 0.005
 
 
 @dataclass
@@ -46,29 +49,38 @@ class SpiralConfig:
         target_sparsity: Final sparsity of the prunable weights (global magnitude ranking).
         steps: Pruning rounds on the way to the target.
         epochs_per_step: Distillation epochs after each pruning step.
-        max_drop: Largest accepted loss of accuracy (labelled data) or of top-1 agreement with the original.
+        max_drop: Largest accepted loss of accuracy (labelled data) or of top-1 agreement with the original
+            (``None``: 0.005; inside ``onnxcomp optimize``, what the optimize budget allows).
         stop_on_miss: Stop at the first round that misses the budget.
         keep_first_last: Passed to magnitude pruning (first and last layer pruned to half the target).
         min_size: Passed to magnitude pruning.
-        distill: Distillation options for every round (its ``epochs`` is replaced by ``epochs_per_step``).
+        distill: Distillation options for every round (its ``epochs`` is replaced by ``epochs_per_step``); a
+            mapping of its options is accepted, so a recipe can set them.
     """
 
     target_sparsity: float = 0.9
     steps: int = 4
     epochs_per_step: int = 2
-    max_drop: float = 0.005
+    max_drop: float | None = None
     stop_on_miss: bool = True
     keep_first_last: bool = True
     min_size: int = 128
     distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self) -> None:
+        if isinstance(self.distill, Mapping):
+            self.distill = DistillConfig(**self.distill)
         if not 0.0 < self.target_sparsity < 1.0:
             raise InputError(f"target sparsity must be in (0, 1), got {self.target_sparsity}")
         if self.steps < 1 or self.epochs_per_step < 0:
             raise InputError("steps must be >= 1 and epochs per step >= 0")
-        if not 0.0 <= self.max_drop <= 1.0:
+        if self.max_drop is not None and not 0.0 <= self.max_drop <= 1.0:
             raise InputError(f"max drop must be in [0, 1], got {self.max_drop}")
+
+    @property
+    def allowed_drop(self) -> float:
+        """``max_drop``, or 0.005 (one sample in 200) when unset."""
+        return DEFAULT_MAX_DROP if self.max_drop is None else self.max_drop
 
 
 def gradual_schedule(target: float, steps: int) -> list[float]:
@@ -76,9 +88,10 @@ def gradual_schedule(target: float, steps: int) -> list[float]:
     return [round(target * (1.0 - (1.0 - i / steps) ** 3), 6) for i in range(1, steps + 1)]
 
 
-def _metric(model: ir.Model, samples: Samples) -> tuple[str, float]:
+def _metric(model: ir.Model | bytes, samples: Samples) -> tuple[str, float]:
     """Accuracy (labelled data) or top-1 agreement with the original, through onnxruntime."""
-    outputs = create_session(io.serialize(model)).run(None, samples.feed)
+    source = model if isinstance(model, bytes) else io.serialize(model)
+    outputs = create_session(source).run(None, samples.feed)
     name = next(iter(samples.teacher))
     scores = outputs[0].reshape(samples.count, -1)
     predicted = scores.argmax(-1)
@@ -105,19 +118,26 @@ class SpiralPass(CompressionPass):
     needs = frozenset({Need.DATA})
 
     def __init__(self, config: SpiralConfig | None = None, context: PassContext | None = None, *,
-                 eval_data: DataSource | None = None, progress: Progress | None = None) -> None:
+                 eval_data: DataSource | None = None, progress: Progress | None = None,
+                 teacher: ir.Model | bytes | None = None) -> None:
+        """``teacher``: what to distil from and measure against (default: the model as the pass receives it;
+        ``onnxcomp optimize`` gives the original, so a spiral after other lossy steps still aims at it)."""
         super().__init__(config, context)
         self.eval_data = eval_data
         self.progress = progress
+        self.teacher = teacher
 
     def apply(self, model: ir.Model, context: PassContext) -> PassOutcome:
         require_torch("the prune/distill spiral")
         config: SpiralConfig = self.config
         assert context.data is not None
-        original = io.serialize(model)
+        if self.teacher is None:
+            original = io.serialize(model)
+        else:
+            original = self.teacher if isinstance(self.teacher, bytes) else io.serialize(self.teacher)
         samples = load_samples(context.data, original)
         evaluation = load_samples(self.eval_data, original) if self.eval_data is not None else samples
-        kind, baseline = _metric(model, evaluation)
+        kind, baseline = _metric(original, evaluation)
         reference = baseline if kind == "accuracy" else 1.0
         start = _snapshot(model)
         best: tuple[float, list[np.ndarray]] | None = None
@@ -125,14 +145,15 @@ class SpiralPass(CompressionPass):
         for sparsity in gradual_schedule(config.target_sparsity, config.steps):
             entry = self._round(model, original, samples, evaluation, sparsity)
             entry["drop"] = reference - entry[kind]
-            entry["within_budget"] = entry["drop"] <= config.max_drop
+            entry["within_budget"] = entry["drop"] <= config.allowed_drop
             rounds.append(entry)
             if entry["within_budget"]:
                 best = (sparsity, _snapshot(model))
             elif config.stop_on_miss:
                 break
         _restore(model, best[1] if best is not None else start)
-        summary = {"metric": kind, "baseline": baseline, "evaluated_on": "eval data" if self.eval_data else
+        summary = {"metric": kind, "baseline": baseline, "max_drop": config.allowed_drop,
+                   "evaluated_on": "eval data" if self.eval_data else
                    "training data (pass held-out data for an honest budget)",
                    "schedule": gradual_schedule(config.target_sparsity, config.steps),
                    "chosen_sparsity": best[0] if best is not None else None, "rounds": rounds}

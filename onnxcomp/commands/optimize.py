@@ -15,6 +15,7 @@ from onnxcomp.optimize import OptimizeOptions, OptimizeResult, optimize
 from onnxcomp.presets import DEFAULT_PRESET, PRESETS, preset_recipe
 from onnxcomp.recipe import Budget, Recipe
 from onnxcomp.report import render_html, summary_lines
+from onnxcomp.torch_exec import require_torch
 
 
 def default_output(model_path: str, packed: bool) -> Path:
@@ -44,6 +45,9 @@ def _budget(max_drop: float | None, min_cosine: float | None, min_top1: float | 
 @click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), help="A YAML recipe instead of a preset.")
 @click.option("--save-recipe", "save_recipe", type=click.Path(dir_okay=False),
               help="Also write the recipe that runs (a preset's, to start your own from) as YAML.")
+@click.option("--recover", is_flag=True,
+              help="Win back accuracy by distillation from the original (needs torch): pruning becomes a gradual "
+                   "prune/distill spiral and clustering is followed by distillation of the centroids.")
 @click.option("--max-drop", type=float, help="Budget: max top-1 accuracy drop (labels) or disagreement, as a fraction.")
 @click.option("--min-cosine", type=float, help="Budget: min cosine similarity of every output to the original.")
 @click.option("--min-top1", type=float, help="Budget: min top-1 agreement with the original.")
@@ -57,7 +61,7 @@ def _budget(max_drop: float | None, min_cosine: float | None, min_top1: float | 
 @json_option
 def command(model_path: str, output: str | None, force: bool, data_spec: str | None, shapes: tuple[str, ...],
             batch_size: int, eval_spec: str | None, preset: str | None, recipe_path: str | None,
-            save_recipe: str | None, max_drop: float | None,
+            save_recipe: str | None, recover: bool, max_drop: float | None,
             min_cosine: float | None, min_top1: float | None, target: str, pack: bool, report_path: str | None,
             runs: int, quiet: bool, as_json: bool) -> None:
     """Make MODEL smaller and faster within an accuracy budget measured on --data.
@@ -68,8 +72,12 @@ def command(model_path: str, output: str | None, force: bool, data_spec: str | N
     """
     if preset and recipe_path:
         raise InputError("give either --preset or --recipe, not both")
+    if recover:
+        require_torch("--recover")
     budget = _budget(max_drop, min_cosine, min_top1)
     recipe = Recipe.load(recipe_path) if recipe_path else preset_recipe(preset or DEFAULT_PRESET)
+    if recover:
+        recipe = recipe.with_recovery()
     packed = pack or recipe.pack
     if packed and output and Path(output).suffix == ".onnx":
         raise InputError(f"{output}: a packed model is an .onnxc container, not ONNX; name the output *.onnxc")
