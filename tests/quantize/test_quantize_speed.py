@@ -128,4 +128,8 @@ def test_cli_speed_aware_and_no_bias_correction(tmp_path: Path, capsys: pytest.C
 def test_speed_aware_leaves_subgraph_weights_float() -> None:
     result = _quantize("lenet300_if", "lenet300.calib.npz", speed_aware=True, measure_target=False, latency_runs=5)
     assert not any(e.get("mode") == "weight-only" for e in result.report.changed)
-    assert any("left float by --speed-aware" in s.reason for s in result.report.skipped)
+    reasons = [s.reason for s in result.report.skipped]
+    # Either int8 paid for some main-graph kernels and the subgraph weights were left float with that reason,
+    # or nothing paid (timing-dependent) and the whole model was left unchanged.
+    assert any("left float by --speed-aware" in r for r in reasons) or (
+        not result.modified and any("left unchanged" in r for r in reasons))
