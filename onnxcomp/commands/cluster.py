@@ -6,13 +6,10 @@ import click
 
 from onnxcomp import io
 from onnxcomp.commands.common import (
-    emit_json,
+    apply_and_write,
     json_option,
     output_options,
     prepare_output,
-    render_pass_report,
-    say,
-    write_model,
 )
 from onnxcomp.passes.cluster import ClusterConfig, ClusterPass
 
@@ -37,12 +34,4 @@ def command(model: str, output: str, force: bool, bits: int, per_channel: bool, 
                            exclude=exclude, min_size=min_size)
     prepare_output(model, output, force)
     loaded = io.load(model)
-    report = ClusterPass(config)(loaded).report
-    written = write_model(loaded, model, output, force)
-    for warning in report.summary.get("warnings", []):
-        say(f"onnxcomp: warning: {warning}")
-    if as_json:
-        emit_json({"input": model, "output": str(written), "report": report.to_dict()})
-    else:
-        say(render_pass_report(report))
-        say(f"wrote {written}")
+    apply_and_write(ClusterPass(config), loaded, model, output, force, as_json)

@@ -13,7 +13,7 @@ import onnx_ir as ir
 
 from onnxcomp import io
 from onnxcomp.data import DataSource, input_specs, open_data, parse_shapes
-from onnxcomp.pass_base import PassReport
+from onnxcomp.pass_base import CompressionPass, PassReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,6 +79,21 @@ def prepare_output(model_path: str, output: str, force: bool) -> Path:
 def write_model(model: ir.Model, model_path: str, output: str, force: bool) -> Path:
     """Save atomically next to the requested path; never over the input without --force."""
     return io.save(model, output, source=model_path, overwrite=force)
+
+
+def apply_and_write(compression_pass: CompressionPass, model: ir.Model, model_path: str, output: str, force: bool,
+                    as_json: bool) -> PassReport:
+    """Run one pass on ``model``, write the result, and render what it did (the shape of every pass command)."""
+    report = compression_pass(model).report
+    written = write_model(model, model_path, output, force)
+    for warning in report.summary.get("warnings", []):
+        say(f"onnxcomp: warning: {warning}")
+    if as_json:
+        emit_json({"input": model_path, "output": str(written), "report": report.to_dict()})
+    else:
+        say(render_pass_report(report))
+        say(f"wrote {written}")
+    return report
 
 
 def render_pass_report(report: PassReport, *, limit: int = 20) -> str:

@@ -6,14 +6,11 @@ import click
 
 from onnxcomp import io
 from onnxcomp.commands.common import (
-    emit_json,
+    apply_and_write,
     json_option,
     open_data_for,
     output_options,
     prepare_output,
-    render_pass_report,
-    say,
-    write_model,
 )
 from onnxcomp.errors import InputError
 from onnxcomp.pass_base import PassContext
@@ -56,10 +53,4 @@ def command(model: str, output: str, force: bool, energy: float | None, rank: in
     prepare_output(model, output, force)
     loaded = io.load(model)
     data = open_data_for(loaded, data_spec, batch_size=32) if data_spec is not None else None
-    report = LowRankPass(config, PassContext(data=data))(loaded).report
-    written = write_model(loaded, model, output, force)
-    if as_json:
-        emit_json({"input": model, "output": str(written), "report": report.to_dict()})
-    else:
-        say(render_pass_report(report))
-        say(f"wrote {written}")
+    apply_and_write(LowRankPass(config, PassContext(data=data)), loaded, model, output, force, as_json)

@@ -6,13 +6,10 @@ import click
 
 from onnxcomp import io
 from onnxcomp.commands.common import (
-    emit_json,
+    apply_and_write,
     json_option,
     output_options,
     prepare_output,
-    render_pass_report,
-    say,
-    write_model,
 )
 from onnxcomp.errors import InputError
 from onnxcomp.passes.magnitude_prune import MagnitudePruneConfig, MagnitudePrunePass, parse_nm
@@ -61,12 +58,4 @@ def command(model: str, output: str, force: bool, sparsity: float | None, scope:
     config = _config(sparsity, scope, nm, threshold, normalize, exclude, keep_first_last, min_size)
     prepare_output(model, output, force)
     loaded = io.load(model)
-    report = MagnitudePrunePass(config)(loaded).report
-    written = write_model(loaded, model, output, force)
-    for warning in report.summary.get("warnings", []):
-        say(f"onnxcomp: warning: {warning}")
-    if as_json:
-        emit_json({"input": model, "output": str(written), "report": report.to_dict()})
-    else:
-        say(render_pass_report(report))
-        say(f"wrote {written}")
+    apply_and_write(MagnitudePrunePass(config), loaded, model, output, force, as_json)
