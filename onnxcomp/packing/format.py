@@ -27,7 +27,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from onnxcomp.errors import InputError
-from onnxcomp.packing import codecs
+from onnxcomp.packing import codecs, graphcode
 from onnxcomp.packing.cursor import Cursor, varint
 
 MAGIC = b"\x89ONNXC\r\n"
@@ -44,7 +44,10 @@ FLAG_EXTERNAL = 1
 MIN_BLOCK_BYTES = 64
 #: The graph section is a protobuf message, which cannot reach 2 GiB.
 MAX_GRAPH_BYTES = 2**31 - 1
-GRAPH_ZLIB, GRAPH_LZMA = 1, 3
+GRAPH_ZLIB, GRAPH_LZMA, GRAPH_STREAMS = 1, 3, 4
+#: A structured graph's stream bundle may be at most this many times the graph plus a constant (each wire field
+#: adds at most a few bytes of references and lengths); the writer falls back to plain LZMA2 beyond it.
+_BUNDLE_FACTOR, _BUNDLE_SLACK = 8, 4096
 #: (lc, lp, pb) of the graph's raw LZMA2 stream (protobuf bytes are not word-aligned).
 _LZMA_PROPS = ((2, 0, 0),)
 #: zlib is also tried on graph sections up to this size (where LZMA2's fixed costs can make it lose).
@@ -310,17 +313,32 @@ def _header(blocks: int, graph_codec: int, payload: bytes, graph: bytes) -> byte
 
 
 def _compress_graph(graph: bytes) -> tuple[int, bytes]:
-    """Raw LZMA2 with one setting (lc=2: protobuf bytes are not word-aligned); zlib only for tiny graphs.
+    """The smallest of: the structured stream coding (graphcode) under LZMA2, raw LZMA2 of the protobuf
+    bytes (one setting, lc=2: protobuf bytes are not word-aligned), and zlib for tiny graphs.
 
     Trying several LZMA literal settings saved a few bytes and doubled the most expensive step of packing
-    small models; one -9e pass is kept.
+    small models; one -9e pass per candidate is kept.
     """
-    props = (_LZMA_PROPS[0][2] * 5 + _LZMA_PROPS[0][1]) * 9 + _LZMA_PROPS[0][0]
-    lzma_payload = lzma.compress(graph, format=lzma.FORMAT_RAW, filters=_lzma_filters(props, len(graph)))
-    candidates = [(GRAPH_LZMA, bytes([props]) + lzma_payload)]
+    candidates = [(GRAPH_LZMA, _lzma_payload(graph))]
+    try:
+        bundle = graphcode.encode(graph)
+    except graphcode.Unsupported:
+        bundle = None
+    if bundle is not None and len(bundle) <= _bundle_limit(len(graph)):
+        candidates.append((GRAPH_STREAMS, varint(len(bundle)) + _lzma_payload(bundle)))
     if len(graph) <= ZLIB_GRAPH_LIMIT:
         candidates.append((GRAPH_ZLIB, zlib.compress(graph, 9)))
     return min(candidates, key=lambda item: len(item[1]))
+
+
+def _lzma_payload(data: bytes) -> bytes:
+    """The LZMA properties byte, then a raw LZMA2 stream of ``data``."""
+    props = (_LZMA_PROPS[0][2] * 5 + _LZMA_PROPS[0][1]) * 9 + _LZMA_PROPS[0][0]
+    return bytes([props]) + lzma.compress(data, format=lzma.FORMAT_RAW, filters=_lzma_filters(props, len(data)))
+
+
+def _bundle_limit(graph_size: int) -> int:
+    return _BUNDLE_FACTOR * graph_size + _BUNDLE_SLACK
 
 
 def _lzma_filters(props: int, size: int) -> list[dict[str, int]]:
@@ -498,21 +516,29 @@ def _inflate_graph(data: memoryview, size: int, cur: Cursor) -> bytes:
     return codecs.inflate(data, size, cur, raw=False)
 
 
-def _unlzma_graph(data: memoryview, size: int, cur: Cursor) -> bytes:
+def _unlzma_graph(data: memoryview, size: int, cur: Cursor, what: str = "graph section") -> bytes:
     if not len(data) or data[0] >= 9 * 5 * 5 or data[0] % 9 + data[0] // 9 % 5 > 4:
-        raise cur.fail("bad LZMA properties in the graph section")
+        raise cur.fail(f"bad LZMA properties in the {what}")
     engine = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_lzma_filters(data[0], size))
     try:
         out = engine.decompress(bytes(data[1:]), size + 1)
     except lzma.LZMAError as exc:
-        raise cur.fail(f"corrupt LZMA graph section ({exc})") from None
+        raise cur.fail(f"corrupt LZMA {what} ({exc})") from None
     if len(out) != size or not engine.eof or engine.unused_data:
-        raise cur.fail(f"graph section decodes to {len(out)} bytes, expected {size}")
+        raise cur.fail(f"{what} decodes to {len(out)} bytes, expected {size}")
     return out
 
 
-_GRAPH_DECODERS = {GRAPH_ZLIB: _inflate_graph, GRAPH_LZMA: _unlzma_graph}
-_GRAPH_CODEC_NAMES = {GRAPH_ZLIB: "zlib", GRAPH_LZMA: "lzma2"}
+def _unstream_graph(data: memoryview, size: int, cur: Cursor) -> bytes:
+    """Codec 4: ``varint B`` (bounded by the graph size), B bytes of stream bundle under raw LZMA2."""
+    sub = Cursor(data, cur.where)
+    bundle_size = sub.bounded(sub.varint("graph bundle size"), _bundle_limit(size), "graph bundle size")
+    bundle = _unlzma_graph(sub.take(sub.remaining, "graph bundle"), bundle_size, cur, "graph stream bundle")
+    return graphcode.decode(bundle, size, cur.fail)
+
+
+_GRAPH_DECODERS = {GRAPH_ZLIB: _inflate_graph, GRAPH_LZMA: _unlzma_graph, GRAPH_STREAMS: _unstream_graph}
+_GRAPH_CODEC_NAMES = {GRAPH_ZLIB: "zlib", GRAPH_LZMA: "lzma2", GRAPH_STREAMS: "streams+lzma2"}
 
 
 def _physical_memory() -> int:
