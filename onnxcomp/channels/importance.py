@@ -86,8 +86,10 @@ def channel_stats(model: ir.Model, analysis: Analysis, data: DataSource,
     by_name.update({v.name: v for v in probe.graph.inputs if v.name in names})
     existing = {v.name for v in probe.graph.outputs}
     probe.graph.outputs.extend(v for name, v in by_name.items() if name not in existing)
-    session = session_factory(probe)
     axes = {v.name: analysis.tracks[v].axis for v in read if v.name in by_name}
+    if not axes:  # every layer sits in a subgraph (If/Loop bodies): no main-graph tensor to observe
+        return {}
+    session = session_factory(probe)
     wanted = list(axes)
     means = _sweep(session, data, wanted, axes, None)
     deviations = _sweep(session, data, wanted, axes, means)
