@@ -95,7 +95,8 @@ def _conv_transpose_propagate(node: ir.Node, a: Analysis) -> None:
     a.add_source(node, node.outputs[0], 1, np.swapaxes(weight, 0, 1), constant_array(_input(node, 2)))
 
 
-def _conv_transpose_rewrite(node: ir.Node, rw: Rewriter) -> None:
+def _slice_in_out_weight(node: ir.Node, rw: Rewriter, bias: int | None = None) -> None:
+    """Slice a weight laid out [in, out, ...] (ConvTranspose, MatMul's B) and, when given, the bias at ``bias``."""
     keep_in, keep_out = rw.keep(node.inputs[0]), rw.keep(node.outputs[0])
     weight = constant_array(node.inputs[1])
     if weight is None or (keep_in is None and keep_out is None):
@@ -104,9 +105,13 @@ def _conv_transpose_rewrite(node: ir.Node, rw: Rewriter) -> None:
         weight = np.take(weight, keep_in, axis=0)
     if keep_out is not None:
         weight = np.take(weight, keep_out, axis=1)
-        if _input(node, 2) is not None:
-            rw.slice_input(node, 2, 0, keep_out)
+        if bias is not None and _input(node, bias) is not None:
+            rw.slice_input(node, bias, 0, keep_out)
     rw.set_input(node, 1, weight)
+
+
+def _conv_transpose_rewrite(node: ir.Node, rw: Rewriter) -> None:
+    _slice_in_out_weight(node, rw, bias=2)
 
 
 # ------------------------------------------------------------------------------------------------ Gemm
@@ -178,15 +183,7 @@ def _matmul_propagate(node: ir.Node, a: Analysis) -> None:
 
 
 def _matmul_rewrite(node: ir.Node, rw: Rewriter) -> None:
-    keep_in, keep_out = rw.keep(node.inputs[0]), rw.keep(node.outputs[0])
-    weight = constant_array(node.inputs[1])
-    if weight is None or (keep_in is None and keep_out is None):
-        return
-    if keep_in is not None:
-        weight = np.take(weight, keep_in, axis=0)
-    if keep_out is not None:
-        weight = np.take(weight, keep_out, axis=1)
-    rw.set_input(node, 1, weight)
+    _slice_in_out_weight(node, rw)
 
 
 # ------------------------------------------------------------------------------------------ normalisers
