@@ -64,6 +64,8 @@ def _conv_rule(node: ir.Node, a: Analysis) -> None:
     x_values, weight = values_of(a, node.inputs[0]), constant_array(node.inputs[1])
     if x_values is None or weight is None or not _unpadded(node):
         return
+    if int_attr(node, "group", 1) != len(x_values) or weight.shape[0] % len(x_values):
+        return  # grouped but not depthwise: an output mixes several inputs of its group; not worth proving
     multiplier = weight.shape[0] // len(x_values)
     sums = weight.reshape(len(weight), -1).sum(axis=1).astype(np.float64)
     bias = constant_array(node.inputs[2]) if len(node.inputs) > 2 else None
