@@ -7,18 +7,18 @@ inputs (fed here by random data), so only structure-dependent facts are asserted
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnx.backend.test
 import onnxruntime as ort
 import pytest
-from onnx import numpy_helper
 
 from onnxcomp.cli import run
 
+ROOT = Path(__file__).resolve().parents[1]
 LIGHT = Path(onnx.backend.test.__file__).parent / "data" / "light"
 MODELS = sorted(LIGHT.glob("*.onnx"))
 # Published MAC counts (at batch 1, 224x224) give a sanity range; exact values depend on the variant.
@@ -45,40 +45,13 @@ def test_inspect_and_self_check_on_real_architectures(model: Path, capsys: pytes
     assert output["metrics"]["max_abs"] == 0 and output["metrics"]["top1"] == 1.0
 
 
+
 def _with_random_weights(source: Path, target: Path) -> Path:
-    """The light model with its ConstantOfShape-made weights replaced by seeded random initializers.
-
-    BatchNorm variances (Caffe2's ``_var``/``_riv`` names) are kept positive and scales near 1, so the network
-    computes something finite; the graph itself is the old exporter's, untouched.
-    """
-    rng = np.random.default_rng(0)
-    model = onnx.load(source)
-    graph = model.graph
-    shapes = {i.name: numpy_helper.to_array(i).astype(int).tolist() for i in graph.initializer}
-    nodes, weights = [], []
-    for node in graph.node:
-        if node.op_type == "ConstantOfShape" and node.input[0] in shapes:
-            dims, name = shapes[node.input[0]], node.output[0]
-            array = rng.standard_normal(dims) / np.sqrt(max(int(np.prod(dims[1:])), 1))
-            if name.endswith(("_s_0", "_scale_0")):
-                array = 1.0 + 0.1 * rng.standard_normal(dims)
-            if "var" in name or "riv" in name:
-                array = np.abs(array) + 1.0
-            weights.append(numpy_helper.from_array(array.astype(np.float32), name))
-        else:
-            nodes.append(node)
-    used = {name for node in nodes for name in node.input}
-    kept = [i for i in graph.initializer if i.name in used] + weights
-    del graph.node[:], graph.initializer[:]
-    graph.node.extend(nodes)
-    graph.initializer.extend(kept)
-    inputs = [v for v in graph.input if v.name in used and v.name not in {i.name for i in kept}]
-    del graph.input[:]
-    graph.input.extend(inputs)
-    model.ir_version = 4
-    onnx.save(model, target)
-    return target
-
+    """The benchmark's converter (benchmarks/real_architectures.py), loaded from its file: one copy of the code."""
+    spec = importlib.util.spec_from_file_location("real_architectures", ROOT / "benchmarks" / "real_architectures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.with_random_weights(source, target)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["light_squeezenet", "light_shufflenet"])
