@@ -33,6 +33,7 @@ from onnxcomp.channels.remove import copy_model, main_opset, rewrite_model
 from onnxcomp.channels.rewrite import Rewriter
 from onnxcomp.check import ParityAccumulator, ParityThresholds
 from onnxcomp.errors import InputError
+from onnxcomp.fold import fold_constant_reshapes
 from onnxcomp.pass_base import CompressionPass, Need, PassContext, PassFailedError, PassOutcome, Skipped
 from onnxcomp.summary import summarize
 
@@ -217,15 +218,19 @@ class ChannelRemovalPass(CompressionPass):
 
     def apply(self, model: ir.Model, context: PassContext) -> PassOutcome:
         del context
-        infer_shapes(model)
         before = summarize(model)
+        # Per-channel constants made at run time (Mul by Unsqueeze(gamma)) would freeze their channels.
+        folded = fold_constant_reshapes(model)
+        infer_shapes(model)
         ratio, trials = self.config.ratio, []
         if self.config.max_drop is not None:
             ratio, trials = self._search(model)
         pruned = self._prune(model, ratio)
         after = summarize(model)
         _validate(model)
-        return _outcome(pruned, before, after, ratio, trials)
+        outcome = _outcome(pruned, before, after, ratio, trials)
+        outcome.summary["constants_folded"] = folded
+        return outcome
 
 
 def _parity(reference: Any, candidate: Any, data: Any, thresholds: ParityThresholds) -> Any:
