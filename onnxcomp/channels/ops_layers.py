@@ -65,11 +65,20 @@ def _depthwise(node: ir.Node, a: Analysis, x: ir.Value, track: Track, weight: np
     a.set_track(node.outputs[0], Track(1, slots), zero)
 
 
-def _conv_rewrite(node: ir.Node, rw: Rewriter) -> None:
+def _weight_slicing(node: ir.Node, rw: Rewriter) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None:
+    """The constant weight and the kept input/output channels of a layer, or None when nothing changes."""
     keep_in, keep_out = rw.keep(node.inputs[0]), rw.keep(node.outputs[0])
     weight = constant_array(node.inputs[1])
     if weight is None or (keep_in is None and keep_out is None):
+        return None
+    return weight, keep_in, keep_out
+
+
+def _conv_rewrite(node: ir.Node, rw: Rewriter) -> None:
+    plan = _weight_slicing(node, rw)
+    if plan is None:
         return
+    weight, keep_in, keep_out = plan
     group = int_attr(node, "group", 1)
     if group == 1 and keep_in is not None:
         weight = np.take(weight, keep_in, axis=1)
@@ -97,10 +106,10 @@ def _conv_transpose_propagate(node: ir.Node, a: Analysis) -> None:
 
 def _slice_in_out_weight(node: ir.Node, rw: Rewriter, bias: int | None = None) -> None:
     """Slice a weight laid out [in, out, ...] (ConvTranspose, MatMul's B) and, when given, the bias at ``bias``."""
-    keep_in, keep_out = rw.keep(node.inputs[0]), rw.keep(node.outputs[0])
-    weight = constant_array(node.inputs[1])
-    if weight is None or (keep_in is None and keep_out is None):
+    plan = _weight_slicing(node, rw)
+    if plan is None:
         return
+    weight, keep_in, keep_out = plan
     if keep_in is not None:
         weight = np.take(weight, keep_in, axis=0)
     if keep_out is not None:
@@ -147,10 +156,10 @@ def _gemm_propagate(node: ir.Node, a: Analysis) -> None:
 
 
 def _gemm_rewrite(node: ir.Node, rw: Rewriter) -> None:
-    keep_in, keep_out = rw.keep(node.inputs[0]), rw.keep(node.outputs[0])
-    weight = constant_array(node.inputs[1])
-    if weight is None or (keep_in is None and keep_out is None):
+    plan = _weight_slicing(node, rw)
+    if plan is None:
         return
+    weight, keep_in, keep_out = plan
     trans_b = int_attr(node, "transB", 0)
     if keep_in is not None:
         weight = np.take(weight, keep_in, axis=1 if trans_b else 0)
