@@ -9,8 +9,8 @@ breaks it.
 * ``balanced`` — cleanup, exact removal of all-zero channels, int8 within the budget kept only if faster;
 * ``speed`` — balanced plus channel removal searched within the budget (up to half of each group);
 * ``size`` — balanced's exact steps, magnitude pruning and clustering within the budget (with fallbacks to
-  gentler settings), int8 kept whenever it fits the budget (it is 4x smaller even when not faster), then
-  packing into ``.onnxc``.
+  gentler settings), int8 kept whenever it fits the budget (it is 4x smaller even when not faster), the graph
+  minified (names and defaults only humans read), then packing into ``.onnxc``.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             {"pass": "cluster", "config": {"bits": 4, "per_channel": True},
              "fallbacks": [{"bits": 6}, {"bits": 8}]},
             {"pass": "quantize"},
+            {"pass": "cleanup", "config": {"minify": True}, "exact": True},
         ],
     },
 }

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import onnx_ir as ir
 from onnx_ir.passes import common
 
+from onnxcomp.minify import minify
 from onnxcomp.pass_base import CompressionPass, PassContext, PassOutcome, Skipped
 
 
@@ -25,10 +26,15 @@ class CleanupConfig:
     Attributes:
         deduplicate_initializers: merge initializers with identical dtype, shape and bytes (within a graph).
         eliminate_identity: drop Identity nodes, rewiring their consumers.
+        minify: also drop what only humans read (node names, doc strings, intermediate shapes, attributes at
+            their default values) and give intermediate values short names; see :mod:`onnxcomp.minify`. Off by
+            default (names help debugging); the ``size`` preset turns it on, since on a model compressed to a
+            few kilobytes the names are a visible part of the file.
     """
 
     deduplicate_initializers: bool = True
     eliminate_identity: bool = True
+    minify: bool = False
 
 
 def _count(model: ir.Model) -> tuple[int, int]:
@@ -60,13 +66,14 @@ class CleanupPass(CompressionPass):
                   common.RemoveUnusedOpsetsPass()]
         modified = ir.passes.Sequential(*steps)(model).modified
         nodes_after, inits_after = _count(model)
-        return PassOutcome(
-            modified=modified,
-            summary={
-                "nodes_before": nodes_before,
-                "nodes_after": nodes_after,
-                "initializers_before": inits_before,
-                "initializers_after": inits_after,
-            },
-            skipped=skipped,
-        )
+        summary: dict[str, object] = {
+            "nodes_before": nodes_before,
+            "nodes_after": nodes_after,
+            "initializers_before": inits_before,
+            "initializers_after": inits_after,
+        }
+        if self.config.minify:
+            minified = minify(model)
+            summary["minified"] = minified.to_dict()
+            modified = modified or any(minified.to_dict().values())
+        return PassOutcome(modified=modified, summary=summary, skipped=skipped)
