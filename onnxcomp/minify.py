@@ -49,10 +49,6 @@ class MinifyReport:
         return dict(vars(self))
 
 
-def _graphs(model: ir.Model) -> list[ir.Graph]:
-    return list(model.graphs())
-
-
 def _short_names(taken: set[str]) -> Iterator[str]:
     """``a, b, ..., 9, aa, ab, ...``, skipping names in use (a digit never starts a name, for readability)."""
     for length in itertools.count(1):
@@ -64,7 +60,7 @@ def _short_names(taken: set[str]) -> Iterator[str]:
 
 def _schema_default(node: ir.Node, name: str, opsets: dict[str, int]) -> object | None:
     domain = node.domain or ""
-    version = opsets.get(domain, opsets.get("ai.onnx" if domain == "" else domain))
+    version = opsets.get(domain, opsets.get("ai.onnx") if domain == "" else None)
     if version is None:
         return None
     try:
@@ -104,7 +100,7 @@ def minify(model: ir.Model) -> MinifyReport:
     """Minify ``model`` in place (see the module docstring) and say what went."""
     report = MinifyReport()
     opsets = dict(model.opset_imports)
-    graphs = _graphs(model)
+    graphs = list(model.graphs())
     kept: set[str] = set()
     for graph in graphs:
         kept.update(v.name for v in itertools.chain(graph.inputs, graph.outputs, graph.initializers.values())
