@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib.util
 import itertools
 import json
@@ -43,6 +44,7 @@ import multiprocessing
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -130,12 +132,9 @@ def teacher_model(name: str, split: Split, which: str) -> bytes:
         return (FIXTURES / f"{name}.onnx").read_bytes()
     import torch
 
-    spec_loader = importlib.util.spec_from_file_location("fixtures_build", FIXTURES / "build.py")
-    assert spec_loader is not None and spec_loader.loader is not None
-    build = sys.modules.setdefault("fixtures_build", importlib.util.module_from_spec(spec_loader))
-    spec_loader.loader.exec_module(build)
+    build = fixtures_build()
     spec = next(s for s in build.SPECS if s.name == name)
-    threads = torch.get_num_threads()
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     try:
@@ -147,8 +146,19 @@ def teacher_model(name: str, split: Split, which: str) -> bytes:
             build.export(model, torch.from_numpy(split.x_val[:4]), path, build.OPSET)
             return path.read_bytes()
     finally:
-        torch.use_deterministic_algorithms(False)
+        torch.use_deterministic_algorithms(deterministic)
         torch.set_num_threads(threads)
+
+
+@functools.cache
+def fixtures_build() -> types.ModuleType:
+    """``fixtures/build.py`` as a module (loaded once): the recipe the fixtures were trained with."""
+    loader = importlib.util.spec_from_file_location("fixtures_build", FIXTURES / "build.py")
+    assert loader is not None and loader.loader is not None
+    module = importlib.util.module_from_spec(loader)
+    sys.modules["fixtures_build"] = module  # its dataclasses look their module up while being defined
+    loader.loader.exec_module(module)
+    return module
 
 
 def source(x: np.ndarray, y: np.ndarray) -> DataSource:

@@ -3,8 +3,8 @@
 On a model pruned and clustered to a few kilobytes, the graph itself becomes a large part of the file: an
 exporter's node names (``/layer1/conv2/Conv``), intermediate value names (``/layer1/conv2/Conv_output_0``),
 doc strings, inferred shapes of intermediate values and attributes spelled out at their default values
-(``dilations=[1, 1]``, ``group=1``) cost several hundred bytes on a LeNet-5, a third of what its weights cost
-once compressed. None of them changes what the model computes.
+(``dilations=[1, 1]``, ``group=1``) are what is left to save: on LeNet-5 pruned to 95 % and clustered, the graph
+section is 677 of 2,665 packed bytes and minifying brings it to 520. None of them changes what the model computes.
 
 Guarantees: graph inputs, graph outputs (of the main graph and of every subgraph) and initializers keep their
 names; every node keeps its op, inputs and outputs; only attributes equal to the value the operator's
@@ -122,7 +122,9 @@ def minify(model: ir.Model) -> MinifyReport:
             for value in node.outputs:
                 if not value.name or value.name in kept:
                     continue
-                value.name, report.renamed_values = next(names), report.renamed_values + 1
+                short = next(names)
+                if value.name != short:  # a second run gives every value the name it already has
+                    value.name, report.renamed_values = short, report.renamed_values + 1
                 if value.doc_string:
                     value.doc_string, report.doc_strings = None, report.doc_strings + 1
                 if standard and (value.shape is not None or value.type is not None):
