@@ -107,3 +107,31 @@ def test_decoders_refuse_counts_their_payload_cannot_hold() -> None:
 def test_unknown_codec_id_is_refused() -> None:
     with pytest.raises(InputError, match="unknown or misplaced codec id 99"):
         codecs.decode_with(99, Cursor(b"", "t"), 1, np.dtype(np.uint32))
+
+
+def _dft_kernels(bins: int = 129, window: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The real and imaginary STFT kernels an audio front-end carries as conv weights."""
+    n = np.arange(window)
+    k = np.arange(bins)[:, None]
+    hann = 0.5 - 0.5 * np.cos(2 * np.pi * n / window)
+    return ((np.cos(2 * np.pi * k * n / window) * hann).astype(np.float32),
+            (-np.sin(2 * np.pi * k * n / window) * hann).astype(np.float32))
+
+
+def test_lzma_wins_on_structured_tensors_and_refuses_bad_payloads() -> None:
+    real, _ = _dft_kernels()
+    words = real.reshape(-1).view(np.uint32)
+    codec_id, payload = codecs.encode_best(words)
+    assert codec_id == codecs.LZMA
+    assert len(payload) < 0.5 * len(codecs.CODECS[codecs.BYTEPLANE].encode(words))
+    _round_trip(words, codecs.LZMA)
+    for bad in (payload[: len(payload) // 2], payload + b"\0", b"\xff" * 64):
+        with pytest.raises(InputError):
+            codecs.decode_with(codecs.LZMA, Cursor(bad, "test"), words.size, words.dtype)
+    with pytest.raises(InputError):  # a payload must decode to exactly the declared size, not more
+        codecs.decode_with(codecs.LZMA, Cursor(payload, "test"), words.size - 1, words.dtype)
+
+
+def test_lzma_is_not_chosen_for_noise() -> None:
+    codec_id, _ = codecs.encode_best(_dense().view(np.uint32))
+    assert codec_id != codecs.LZMA
