@@ -6,10 +6,11 @@ stream from disk, so a pass may walk the data several times without holding it a
 
 Accepted forms:
 
-* ``data.npz`` -- keys are the model's input names (plus an optional ``labels`` key, never fed). An array
-  with the input's rank is a stack along the model's batch axis and is cut into batches; an array with one
-  more axis than the input holds one complete feed per entry of its first axis (for models without a batch
-  axis).
+* ``data.npz`` -- keys are the model's input names (plus an optional ``labels`` key, never fed). Arrays
+  with the inputs' ranks whose first axes all hold the same count are a stack along the model's batch axis
+  and are cut into batches; arrays with one more axis than the inputs hold one complete feed per entry of
+  their first axis; and arrays that are each exactly what the model takes but do not share a first-axis count
+  (a recurrent state ``[2, 1, 128]`` beside audio ``[1, 512]`` and a scalar sample rate) are one feed.
 * ``folder/`` -- every ``*.npz`` in it, in name order, each read as above; shapes may differ between files
   (text lengths, image sizes).
 * ``package.module:function`` -- the function returns an iterable of feed dicts (a generator is fine; it is
@@ -74,9 +75,17 @@ def input_specs(model: ir.Model) -> list[InputSpec]:
         dtype = value.dtype.numpy() if value.dtype is not None else np.dtype(np.float32)
         shape = None
         if value.shape is not None:
-            shape = tuple(d if isinstance(d, int) else (d.value if d.value else None) for d in value.shape)
+            shape = tuple(_dim(d) for d in value.shape)
         specs.append(InputSpec(value.name, np.dtype(dtype), shape))
     return specs
+
+
+def _dim(dim: object) -> Dim:
+    """A declared dimension: its size, its symbolic name, or None when unknown. PaddlePaddle's exporter writes
+    ``-1`` for a dynamic axis; that is an unknown size, not a size."""
+    if isinstance(dim, int):
+        return dim if dim >= 0 else None
+    return getattr(dim, "value", None) or None
 
 
 @dataclass
@@ -181,9 +190,12 @@ def _check_npz(path: Path, inputs: Sequence[InputSpec]) -> int:
     with _open_npz(path) as archive:
         names = set(archive.files)
         _check_names(names - {LABELS_KEY}, inputs, where=str(path))
+        arrays = {spec.name: archive[spec.name] for spec in inputs}
+        if _is_single_feed(arrays, inputs):
+            return 1
         counts = {}
         for spec in inputs:
-            array = archive[spec.name]
+            array = arrays[spec.name]
             stacked = _stack_mode(array, spec, where=str(path))
             _check_array(array[0] if stacked and len(array) else array, spec, where=str(path),
                          allow_batch_mismatch=not stacked)
@@ -192,8 +204,29 @@ def _check_npz(path: Path, inputs: Sequence[InputSpec]) -> int:
             counts[LABELS_KEY] = len(archive[LABELS_KEY])
     if len(set(counts.values())) > 1:
         detail = ", ".join(f"{name}: {count}" for name, count in counts.items())
-        raise InputError(f"--data {path}: arrays hold different numbers of samples ({detail})")
+        try:
+            validate_feed(arrays, inputs, where="")
+            why = ""
+        except InputError as exc:
+            why = f"; as one feed: {str(exc).removeprefix(': ')}"
+        raise InputError(f"--data {path}: arrays hold different numbers of samples ({detail}){why}")
     return next(iter(counts.values()), 0)
+
+
+def _is_single_feed(arrays: Mapping[str, np.ndarray], inputs: Sequence[InputSpec]) -> bool:
+    """True when the arrays are one complete feed that cannot be read as a batch stack: each matches its input
+    exactly (dtype, rank, every fixed dimension), and their first axes do not hold one common count (a scalar
+    input, or a state whose first axis is the number of layers, not samples)."""
+    if not inputs:
+        return False
+    leading = {array.shape[0] if array.ndim else None for array in arrays.values()}
+    if len(leading) == 1 and None not in leading:
+        return False
+    try:
+        validate_feed(arrays, inputs, where="")
+    except InputError:
+        return False
+    return True
 
 
 def _stack_mode(array: np.ndarray, spec: InputSpec, where: str) -> bool:
@@ -213,6 +246,9 @@ def _npz_batches(path: Path, inputs: Sequence[InputSpec], batch_size: int) -> It
         arrays = {spec.name: archive[spec.name] for spec in inputs}
         labels = archive[LABELS_KEY] if LABELS_KEY in archive.files else None
     if not inputs:
+        return
+    if _is_single_feed(arrays, inputs):
+        yield Batch(dict(arrays), labels)
         return
     first = inputs[0]
     if _stack_mode(arrays[first.name], first, str(path)):

@@ -183,3 +183,55 @@ def test_validate_feed_names_the_input(lenet5_inputs):
     validate_feed({"input": np.zeros((2, 1, 8, 8), np.float32)}, lenet5_inputs, where="feed")
     with pytest.raises(InputError, match="feed: model input 'input' has no data"):
         validate_feed({}, lenet5_inputs, where="feed")
+
+
+def _stateful_model(tmp_path: Path) -> Path:
+    """A recurrent-style model as audio exporters write it: a chunk [?, ?], a state [2, ?, 4] whose first axis
+    counts layers, and a scalar sample rate; the chunk's batch axis declared -1 as PaddlePaddle writes it."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["input"], ["total"], keepdims=0),
+         helper.make_node("Cast", ["sr"], ["srf"], to=TensorProto.FLOAT),
+         helper.make_node("Mul", ["state", "srf"], ["scaled"]),
+         helper.make_node("Add", ["scaled", "total"], ["stateN"])],
+        "stateful",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [-1, "samples"]),
+         helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", 4]),
+         helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, "batch", 4])])
+    path = tmp_path / "stateful.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def test_minus_one_dims_are_dynamic(tmp_path: Path):
+    (chunk, _, sr) = input_specs(io.load(_stateful_model(tmp_path)))
+    assert chunk.shape == (None, "samples")
+    assert sr.shape == ()
+
+
+def test_folder_of_whole_feeds_without_a_batch_axis(tmp_path: Path):
+    model = _stateful_model(tmp_path)
+    folder = tmp_path / "feeds"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        np.savez(folder / f"{i:03d}.npz", input=rng.standard_normal((1, 512)).astype(np.float32),
+                 state=rng.standard_normal((2, 1, 4)).astype(np.float32), sr=np.array(16000, dtype=np.int64))
+    source = open_data(str(folder), input_specs(io.load(model)))
+    feeds = list(source.feeds())
+    assert source.num_samples == 3 and len(feeds) == 3
+    assert feeds[0]["state"].shape == (2, 1, 4) and feeds[0]["sr"].shape == () and feeds[0]["input"].shape == (1, 512)
+    session = ort.InferenceSession(str(model))
+    for feed in feeds:
+        session.run(None, feed)
+
+
+def test_a_whole_feed_with_a_wrong_fixed_dim_is_still_refused(tmp_path: Path):
+    model = _stateful_model(tmp_path)
+    path = tmp_path / "bad.npz"
+    np.savez(path, input=np.zeros((1, 512), np.float32), state=np.zeros((3, 1, 4), np.float32),
+             sr=np.array(16000, dtype=np.int64))
+    with pytest.raises(InputError, match="different numbers of samples"):
+        open_data(str(path), input_specs(io.load(model)))
