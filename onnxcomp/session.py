@@ -309,6 +309,11 @@ def model_output_specs(session: ort.InferenceSession) -> list[FeedSpec]:
     return [_spec(arg) for arg in session.get_outputs()]
 
 
+def ort_numpy_dtype(type_name: str) -> np.dtype:
+    """The numpy dtype of an onnxruntime type string such as ``tensor(int32)`` (float32 when unknown)."""
+    return _ORT_TENSOR_DTYPES.get(type_name) or np.dtype(np.float32)
+
+
 def _spec(arg: ort.NodeArg) -> FeedSpec:
     # onnxruntime reports both "rank unknown" and "scalar" as []; treat it as unknown so that a
     # shapeless input is not rejected here (a real scalar mismatch still fails in onnxruntime).

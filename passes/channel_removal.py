@@ -219,6 +219,7 @@ class ChannelRemovalPass(CompressionPass):
     def apply(self, model: ir.Model, context: PassContext) -> PassOutcome:
         del context
         before = summarize(model)
+        probe = _probe_feed(model, self.context)
         # Per-channel constants made at run time (Mul by Unsqueeze(gamma)) would freeze their channels.
         folded = fold_constant_reshapes(model)
         infer_shapes(model)
@@ -227,7 +228,7 @@ class ChannelRemovalPass(CompressionPass):
             ratio, trials = self._search(model)
         pruned = self._prune(model, ratio)
         after = summarize(model)
-        _validate(model)
+        _validate(model, probe)
         outcome = _outcome(pruned, before, after, ratio, trials)
         outcome.summary["constants_folded"] = folded
         return outcome
@@ -242,18 +243,35 @@ def _parity(reference: Any, candidate: Any, data: Any, thresholds: ParityThresho
     return accumulator.result()
 
 
-def _validate(model: ir.Model) -> None:
-    """Load and run the result once on zeros: a shape mismatch surfaces here with the node's name."""
+def _probe_feed(model: ir.Model, context: PassContext) -> dict[str, np.ndarray] | None:
+    """A feed the original model runs on, to run the result on: the first data feed, else zeros with every
+    dynamic axis 1 -- if the original runs on those (an STFT front-end, say, does not: its reflect padding
+    needs more than one sample, and then only loading the result is checked)."""
+    from onnxcomp.session import ort_numpy_dtype, run_named
+
+    if context.data is not None:
+        return next(iter(context.data.feeds()), None)
+    try:
+        session = context.session(model, optimize=False)
+        feed = {}
+        for arg in session.get_inputs():
+            shape = [d if isinstance(d, int) and d >= 0 else 1 for d in arg.shape]
+            dtype = ort_numpy_dtype(arg.type)
+            feed[arg.name] = np.zeros(shape, dtype=dtype)
+        run_named(session, feed)
+    except Exception:  # any failure of the original on zeros means zeros are no probe
+        return None
+    return feed
+
+
+def _validate(model: ir.Model, probe: dict[str, np.ndarray] | None) -> None:
+    """Load the result and run it on ``probe``: a shape mismatch surfaces here with the node's name."""
     from onnxcomp.session import run_named
 
     try:
         session = PassContext().session(model, optimize=False)
-        feed = {}
-        for arg in session.get_inputs():
-            shape = [d if isinstance(d, int) else 1 for d in arg.shape]
-            dtype = np.float32 if "float" in arg.type else np.int64
-            feed[arg.name] = np.zeros(shape, dtype=dtype)
-        run_named(session, feed)
+        if probe is not None:
+            run_named(session, probe)
     except Exception as exc:  # onnxruntime raises several unrelated types; all mean the same here
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PassFailedError(f"channels produced a model onnxruntime cannot run: {first}") from exc

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import onnx_ir as ir
 from onnx_ir.passes import common
 
+from onnxcomp.identity import IdentityEliminationPass
 from onnxcomp.minify import minify
 from onnxcomp.pass_base import CompressionPass, PassContext, PassOutcome, Skipped
 
@@ -55,7 +56,7 @@ class CleanupPass(CompressionPass):
         steps: list[ir.passes.PassBase] = []
         skipped: list[Skipped] = []
         if self.config.eliminate_identity:
-            steps.append(common.IdentityEliminationPass())
+            steps.append(IdentityEliminationPass())
         else:
             skipped.append(Skipped("Identity nodes", "eliminate_identity is off"))
         if self.config.deduplicate_initializers:

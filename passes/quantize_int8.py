@@ -68,6 +68,7 @@ from onnxcomp.check.latency import measure_latency
 from onnxcomp.check.parity import ParityAccumulator, ParityReport, ParityThresholds
 from onnxcomp.data import DataSource
 from onnxcomp.errors import InputError
+from onnxcomp.identity import IdentityEliminationPass
 from onnxcomp.macs import count_macs
 from onnxcomp.pass_base import CompressionPass, Need, PassContext, PassOutcome, Skipped
 from onnxcomp.session import create_session, one_line, run_named
@@ -314,7 +315,7 @@ def _prepare(model: ir.Model, config: QuantizeConfig, data: DataSource) -> tuple
                                                                                    list[Skipped]]:
     """A float copy ready to quantize: aliases gone, BN folded, opset upgraded where that is safe."""
     prepared = _clone(model)
-    ir.passes.Sequential(common.IdentityEliminationPass(), common.RemoveUnusedNodesPass())(prepared)
+    ir.passes.Sequential(IdentityEliminationPass(), common.RemoveUnusedNodesPass())(prepared)
     facts: dict[str, Any] = {"batchnorm_folded": _fold_batchnorm(prepared)}
     skipped: list[Skipped] = []
     opset = prepared.graph.opset_imports.get("", 1)
