@@ -101,9 +101,13 @@ def build_model(spec: ModelSpec, root: Path) -> Path:
 
 
 def _stamp(spec: ModelSpec) -> str:
-    """Changes when the model's module (its build, inputs or metric) or its wheels change."""
-    module = sys.modules[spec.build.__module__]
+    """Changes when the model's module (its build, inputs or metric), the input makers or its wheels change."""
+    from onnxcomp.corpus import inputs
+
+    module = sys.modules[spec.inputs.__module__]
     digest = hashlib.sha256(inspect.getsource(module).encode())
+    for source in sorted(Path(inputs.__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
     for wheel in spec.wheels:
         digest.update(wheel.requirement.encode())
     digest.update(f"{spec.calib}/{spec.evals}".encode())
