@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("build/real_models_runs"))
     parser.add_argument("--json", type=Path, default=None, help="also write every run as JSON here")
     parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument("--feeds", type=int, default=None,
+                        help="only the first N calibration and evaluation feeds per model (default: all)")
     args = parser.parse_args(argv)
     specs = registry.select(args.names or None, holdout=bool(args.holdout))
     commands = COMMANDS
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"{spec.name} ...", file=sys.stderr, flush=True)
         model_runs = run_model(spec, model_dir(spec.name), args.work / spec.name, commands=commands,
-                               latency=not args.no_latency)
+                               latency=not args.no_latency, feeds=args.feeds)
         for run in model_runs:
             print(f"  {run.command}: exit {run.exit_code} {run.seconds:.1f}s {'ok' if run.ok else 'NOT OK'} "
                   f"{_metric_cell(run)} {run.stderr_tail[-150:] if run.exit_code not in (0, None) else ''}",

@@ -43,7 +43,7 @@ import dataclasses
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -706,21 +706,35 @@ class Evaluation:
 
 
 class _Evaluator:
-    """Runs candidates against the float model on the data, caching the float outputs' session."""
+    """Runs candidates against the float model on the data; the float outputs are computed once.
+
+    The per-kernel sensitivity ranking builds one candidate per kernel (a hundred on a detector), so it is
+    measured on the first :data:`RANKING_FEEDS` feeds only (``limit``); the budget itself is always judged on
+    all of them.
+    """
 
     def __init__(self, reference: ir.Model, data: DataSource, config: QuantizeConfig) -> None:
         self.reference = create_session(io.serialize(reference))
         self.data = data
         self.config = config
         self.metric_float = config.metric(self.reference) if config.metric is not None else None
+        self._float_outputs: list[dict[str, np.ndarray]] | None = None
 
-    def evaluate(self, candidate: ir.Model) -> Evaluation:
+    def _pairs(self, limit: int | None) -> Iterator[tuple[Any, dict[str, np.ndarray]]]:
+        if self._float_outputs is None:
+            self._float_outputs = [run_named(self.reference, batch.feed) for batch in self.data]
+        for index, batch in enumerate(self.data):
+            if limit is not None and index >= limit:
+                return
+            yield batch, self._float_outputs[index]
+
+    def evaluate(self, candidate: ir.Model, limit: int | None = None) -> Evaluation:
         session = create_session(io.serialize(candidate))
         acc = ParityAccumulator(ParityThresholds())
         right = {"float": 0, "quant": 0}
         labelled = 0
-        for batch in self.data:
-            ref, cand = run_named(self.reference, batch.feed), run_named(session, batch.feed)
+        for batch, ref in self._pairs(limit):
+            cand = run_named(session, batch.feed)
             acc.update(ref, cand)
             if batch.labels is not None:
                 first = next(iter(ref))
@@ -730,6 +744,10 @@ class _Evaluator:
         metric_quant = self.config.metric(session) if self.config.metric is not None else None
         return Evaluation(acc.result(), right["float"] / labelled if labelled else None,
                           right["quant"] / labelled if labelled else None, self.metric_float, metric_quant)
+
+
+#: Feeds the per-kernel sensitivity ranking is measured on (see _Evaluator).
+RANKING_FEEDS = 2
 
 
 def _error(evaluation: Evaluation) -> float:
@@ -910,7 +928,7 @@ class QuantizePass(CompressionPass):
             record["final"] = record["initial"]
             return [], record
         ranking = sorted(((label, _error(evaluator.evaluate(_build(shared, [k for k in plan.kernels if k != label],
-                                                                   observed)[0])))
+                                                                   observed)[0], limit=RANKING_FEEDS)))
                           for label in plan.kernels), key=lambda item: -item[1])
         record["ranking"] = [{"node": label, "error": err} for label, err in ranking]
         tried: dict[int, Evaluation] = {}

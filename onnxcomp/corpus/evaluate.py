@@ -60,16 +60,17 @@ class Verdict:
 
 
 @cache
-def reference_outputs(model: Path) -> tuple[list[dict[str, np.ndarray]], tuple[tuple[str, tuple[int, ...]], ...]]:
-    feeds = load_feeds(model.parent / "eval")
+def reference_outputs(model: Path, evals: Path) -> tuple[list[dict[str, np.ndarray]],
+                                                         tuple[tuple[str, tuple[int, ...]], ...]]:
+    feeds = load_feeds(evals)
     outputs = run_all(session(model), feeds)
     return outputs, tuple((name, array.shape) for sample in outputs for name, array in sample.items())
 
 
-def judge(spec: ModelSpec, model: Path, candidate: Path, *, latency: bool = True) -> Verdict:
-    """Load ``candidate``, run it on the eval feeds, and compare it with ``model`` (the original)."""
-    feeds = load_feeds(model.parent / "eval")
-    reference, ref_shapes = reference_outputs(model)
+def judge(spec: ModelSpec, model: Path, candidate: Path, evals: Path, *, latency: bool = True) -> Verdict:
+    """Load ``candidate``, run it on the feeds in ``evals``, and compare it with ``model`` (the original)."""
+    feeds = load_feeds(evals)
+    reference, ref_shapes = reference_outputs(model, evals)
     try:
         cand_session = session(candidate)
         outputs = run_all(cand_session, feeds)
