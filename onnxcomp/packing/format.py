@@ -13,6 +13,7 @@ stays under a global limit. Decoded bytes are then checked against their own CRC
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import lzma
 import os
@@ -264,20 +265,32 @@ def _encode_blocks(taken: list[_Taken]) -> tuple[list[_Encoded], dict[int, codec
 
 
 def _solid_lzma_groups(taken: list[_Taken], single: dict[int, list[_Encoded]]) -> None:
-    """Tensors that LZMA2 coded best one by one are tried as one LZMA2 stream: related tensors (the real and
-    imaginary DFT kernels of an audio front-end, the gates of an LSTM) repeat each other's byte strings, which
-    a per-tensor coder cannot see. Kept only when smaller than the tensors' own blocks."""
-    pools: dict[tuple[int, bool], list[_Taken]] = {}
-    for item in taken:
-        blocks = single[item[0]]
-        if len(blocks) == 1 and len(blocks[0][0]) == 1 and blocks[0][1] == codecs.LZMA:
-            pools.setdefault((_words(item).dtype.itemsize, item[3]), []).append(item)
+    """Tensors that repeat each other are tried as one LZMA2 stream, kept when smaller than their own blocks.
+
+    Two kinds: tensors LZMA2 coded best one by one (the real and imaginary DFT kernels of an audio front-end
+    repeat each other's values, which a per-tensor coder cannot see), and byte-identical copies of a tensor
+    (exporters copy the same weights into each branch of an ``If``), whose second copy then costs almost
+    nothing. Each kind forms its own group per word size."""
+    alone = [item for item in taken if len(single[item[0]]) == 1 and len(single[item[0]][0][0]) == 1]
+    copies: dict[bytes, list[_Taken]] = {}
+    for item in alone:
+        copies.setdefault(hashlib.sha256(item[2]).digest(), []).append(item)
+    pools: dict[tuple[str, int, bool], list[_Taken]] = {}
+    for item in alone:
+        if len(copies[hashlib.sha256(item[2]).digest()]) > 1:
+            kind = "copies"
+        elif single[item[0]][0][1] == codecs.LZMA:
+            kind = "lzma"
+        else:
+            continue
+        pools.setdefault((kind, _words(item).dtype.itemsize, item[3]), []).append(item)
     for members in pools.values():
         if len(members) < 2:
             continue
+        # A group holds its members in tensor order (the dictionary, up to 64 MiB, reaches across them).
         payload = codecs.CODECS[codecs.LZMA].encode(np.concatenate([_words(item) for item in members]))
-        alone = sum(len(single[item[0]][0][2]) + MIN_BLOCK for item in members)
-        if len(payload) + 2 * len(members) < alone:
+        cost = sum(len(single[item[0]][0][2]) + MIN_BLOCK for item in members)
+        if len(payload) + 2 * len(members) < cost:
             for item in members:
                 single[item[0]] = []
             single[members[0][0]] = [(members, codecs.LZMA, payload)]

@@ -67,8 +67,10 @@ def test_constant_and_subgraph_weights_are_coded_and_shrink(name: str) -> None:
     model = _prune_and_cluster(io.load(fixture_path(name)))
     before = len(io.serialize(model))
     data, report = pack_with_report(model)
-    assert {block.codec for block in report.tensors if block.bytes > 10_000} == {"sparse"}
-    assert len(data) < before / 8
+    codecs_used = {block.codec for block in report.tensors if block.bytes > 10_000}
+    # lenet300_if carries the same weights in both branches: the copies share one LZMA2 block
+    assert codecs_used == ({"group:lzma"} if name == "lenet300_if" else {"sparse"})
+    assert len(data) < before / (12 if name == "lenet300_if" else 8)
     assert tensor_hashes(unpack_proto(data).model) == tensor_hashes(onnx.load_from_string(io.serialize(model)))
 
 
