@@ -37,7 +37,9 @@ test: $(VENV)/.installed-dev realmodels
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
 		|| echo "warning: could not install chromium; the HTML report browser test will be skipped"
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not realmodels"
+	# every command on every corpus model: each test is a chain of processes, so two run side by side
+	$(BIN)/python -m pytest -q -m realmodels -n 2
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

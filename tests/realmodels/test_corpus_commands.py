@@ -26,7 +26,7 @@ from onnxcomp.corpus.matrix import run_model
 
 SPECS = registry.select(holdout=False)
 #: Calibration and evaluation feeds per model here (the benchmark uses all of them).
-FEEDS = 4
+FEEDS = 2
 
 
 @pytest.mark.realmodels
