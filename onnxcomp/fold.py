@@ -107,14 +107,23 @@ def fold_constant_reshapes(model: ir.Model) -> int:
         ir.convenience.replace_all_uses_with(old, value)
         sources = [v for v in node.inputs if v is not None]
         graph.remove(node, safe=True)
-        _drop_unused_initializers(graph, sources)
+        _drop_dead_sources(graph, sources)
         folded += 1
     return folded
 
 
-def _drop_unused_initializers(graph: ir.Graph, values: list[ir.Value]) -> None:
-    """Initializers that only fed the folded node are dead now; onnxruntime would warn about each."""
+def _drop_dead_sources(graph: ir.Graph, values: list[ir.Value]) -> None:
+    """Initializers and ``Constant`` nodes that only fed the folded node are dead now.
+
+    Left in place, a dead initializer makes onnxruntime warn, and a dead ``Constant`` keeps a second copy of
+    the folded data in the file (paddle2onnx exports store biases as ``Constant -> Reshape``).
+    """
     for value in values:
-        name = value.name
-        if name in graph.initializers and not value.uses() and not value.is_graph_output():
-            graph.initializers.pop(name)
+        if value.uses() or value.is_graph_output():
+            continue
+        producer = value.producer()
+        if value.name in graph.initializers:
+            graph.initializers.pop(value.name)
+        elif producer is not None and producer.graph is graph and producer.op_type == "Constant" \
+                and producer.domain in ("", "ai.onnx"):
+            graph.remove(producer, safe=True)

@@ -5,10 +5,13 @@ coupled to them (residual Adds, Concat offsets, Split sizes, depthwise convs, Ba
 Flatten/Reshape rows), so the model gets genuinely smaller and faster on every runtime. The dependency
 analysis and the per-op handler table live in :mod:`onnxcomp.channels`.
 
-Guarantees: graph inputs and outputs keep their shapes; all-zero channels are removed first and removing
-them changes no output (a zero filter followed by a BatchNorm with a non-zero shift is a *constant*
-channel, not a zero one, and is not removed as exact); the result loads and runs in onnxruntime, or the
-pass fails naming the offending node. With ``max_drop`` the pass searches the largest ratio (in
+Guarantees: graph inputs and outputs keep their declared types and shapes; all-zero channels are removed
+first and removing them changes no output (a zero filter followed by a BatchNorm with a non-zero shift is a
+*constant* channel, not a zero one, and is not removed as exact); shapes that the model computes at run time
+stay computed at run time, and shapes observed on probe feeds never reach the result
+(:mod:`onnxcomp.channels.shapes`); the result runs in onnxruntime wherever the original ran on the check feeds,
+with the same output shapes (and values, when only exact removals were made), or the pass fails naming the
+problem (:mod:`onnxcomp.channels.validate`). With ``max_drop`` the pass searches the largest ratio (in
 ``search_step`` increments up to ``ratio``) whose top-1 agreement with the original on the calibration data
 stays within the budget.
 """
@@ -31,6 +34,8 @@ from onnxcomp.channels.importance import CRITERIA, ChannelStats, channel_stats, 
 from onnxcomp.channels.plan import GroupDecision, plan, simd_channel_block
 from onnxcomp.channels.remove import copy_model, main_opset, rewrite_model
 from onnxcomp.channels.rewrite import Rewriter
+from onnxcomp.channels.shapes import Boundary, Feed, described_values, forget_shapes, settle_shapes
+from onnxcomp.channels.validate import RuntimeCheck
 from onnxcomp.check import ParityAccumulator, ParityThresholds
 from onnxcomp.errors import InputError
 from onnxcomp.fold import fold_constant_reshapes
@@ -112,6 +117,7 @@ class _Pruned:
     folded: int = 0
     fold_skips: tuple[str, ...] = ()
     zero_removed: int = 0
+    zero: set[int] = field(default_factory=set)
     constant_removed: set[int] = field(default_factory=set)
     constant_blocked: tuple[str, ...] = ()
     round_to: int = 1
@@ -126,6 +132,8 @@ class ChannelRemovalPass(CompressionPass):
     def __init__(self, config: ChannelRemovalConfig | None = None, context: PassContext | None = None) -> None:
         super().__init__(config, context)
         self.needs = frozenset({Need.DATA}) if self.config.needs_data else frozenset()  # type: ignore[misc]
+        #: A real input (the first data feed), to observe shapes on; ``None`` without data.
+        self._feed: Feed | None = None
 
     # ---------------------------------------------------------------------------------------- planning
 
@@ -150,7 +158,7 @@ class ChannelRemovalPass(CompressionPass):
         ``scores`` and ``stats`` are per analysis of the *original* model; the ratio search passes them in
         so that calibration runs once, not once per trial.
         """
-        infer_shapes(model)
+        infer_shapes(model, self._feed)
         analysis = analyze(model)
         groups = channel_groups(analysis)
         if stats is None:
@@ -164,12 +172,12 @@ class ChannelRemovalPass(CompressionPass):
         removed = {r for d in decisions for r in d.removed}
         pruned = _Pruned(analysis, groups, decisions, self.config.resolved_criterion(stats is not None),
                          round_to=round_to)
-        pruned.zero_removed = len(removed & zero)
+        pruned.zero, pruned.zero_removed = zero, len(removed & zero)
         pruned.constant_removed = (removed & constant) - zero
         pruned.constant_blocked = tuple(sorted(set(blocked.values())))
         if removed:
             self._fold(model, pruned, removed, stats)
-            rewrite_model(model, analysis, removed)
+            rewrite_model(model, analysis, removed, self._feed)
         return pruned
 
     def _fold(self, model: ir.Model, pruned: _Pruned, removed: set[int],
@@ -196,7 +204,7 @@ class ChannelRemovalPass(CompressionPass):
         """The largest ratio (step by step, stopping at the first failure) within the parity budget."""
         assert self.context.data is not None
         probe = copy_model(model)
-        infer_shapes(probe)
+        infer_shapes(probe, self._feed)
         analysis = analyze(probe)
         stats = self._stats(probe, analysis)
         scores = scores_for(self.config.resolved_criterion(stats is not None), analysis, stats)
@@ -207,6 +215,7 @@ class ChannelRemovalPass(CompressionPass):
         for ratio in np.arange(step, self.config.ratio + 1e-9, step):
             candidate = copy_model(model)
             self._prune(candidate, float(ratio), scores, stats)
+            forget_shapes(candidate)
             parity = _parity(reference, self.context.session(candidate), self.context.data, thresholds)
             trials.append({"ratio": round(float(ratio), 4), "passed": bool(parity), "failures": parity.failures()})
             if not parity:
@@ -218,20 +227,51 @@ class ChannelRemovalPass(CompressionPass):
 
     def apply(self, model: ir.Model, context: PassContext) -> PassOutcome:
         del context
+        boundary, described = Boundary.of(model), described_values(model)
         before = summarize(model)
-        probe = _probe_feed(model, self.context)
+        data = self.context.data
+        self._feed = next(iter(data.feeds()), None) if data is not None else None
+        check = self._prepare_check(model)
         # Per-channel constants made at run time (Mul by Unsqueeze(gamma)) would freeze their channels.
         folded = fold_constant_reshapes(model)
-        infer_shapes(model)
         ratio, trials = self.config.ratio, []
         if self.config.max_drop is not None:
             ratio, trials = self._search(model)
         pruned = self._prune(model, ratio)
         after = summarize(model)
-        _validate(model, probe)
+        settle_shapes(model, described)
+        boundary.restore()
+        self._validate(model, check, _only_exact(pruned))
         outcome = _outcome(pruned, before, after, ratio, trials)
         outcome.summary["constants_folded"] = folded
         return outcome
+
+    def _prepare_check(self, model: ir.Model) -> RuntimeCheck:
+        """The original's outputs on the check feeds, with onnxruntime's full optimisation where it loads so."""
+        data = self.context.data
+        for optimize in (True, False):
+            try:
+                session = self.context.session(model, optimize=optimize)
+            except Exception:  # onnxruntime raises several unrelated types; all mean the same here
+                continue
+            return RuntimeCheck.prepare(session, data.feeds() if data is not None else None, optimize=optimize)
+        return RuntimeCheck(optimize=False)  # the original itself does not load: only loading is checked
+
+    def _validate(self, model: ir.Model, check: RuntimeCheck, exact: bool) -> None:
+        """Load the result and hold it against the original on the check feeds (names the problem if any)."""
+        try:
+            session = self.context.session(model, optimize=check.optimize)
+        except Exception as exc:  # onnxruntime raises several unrelated types; all mean the same here
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise PassFailedError(f"channels produced a model onnxruntime cannot load: {first}") from exc
+        problem = check.problem(session, exact)
+        if problem is not None:
+            raise PassFailedError(f"channels produced a model that does not stand in for the original: {problem}")
+
+
+def _only_exact(pruned: _Pruned) -> bool:
+    """Whether every removed channel was provably zero or constant (the result must then match exactly)."""
+    return all(r in pruned.zero or r in pruned.constant_removed for d in pruned.decisions for r in d.removed)
 
 
 def _parity(reference: Any, candidate: Any, data: Any, thresholds: ParityThresholds) -> Any:
@@ -241,40 +281,6 @@ def _parity(reference: Any, candidate: Any, data: Any, thresholds: ParityThresho
     for feed in data.feeds():
         accumulator.update(run_named(reference, feed), run_named(candidate, feed))
     return accumulator.result()
-
-
-def _probe_feed(model: ir.Model, context: PassContext) -> dict[str, np.ndarray] | None:
-    """A feed the original model runs on, to run the result on: the first data feed, else zeros with every
-    dynamic axis 1 -- if the original runs on those (an STFT front-end, say, does not: its reflect padding
-    needs more than one sample, and then only loading the result is checked)."""
-    from onnxcomp.session import ort_numpy_dtype, run_named
-
-    if context.data is not None:
-        return next(iter(context.data.feeds()), None)
-    try:
-        session = context.session(model, optimize=False)
-        feed = {}
-        for arg in session.get_inputs():
-            shape = [d if isinstance(d, int) and d >= 0 else 1 for d in arg.shape]
-            dtype = ort_numpy_dtype(arg.type)
-            feed[arg.name] = np.zeros(shape, dtype=dtype)
-        run_named(session, feed)
-    except Exception:  # any failure of the original on zeros means zeros are no probe
-        return None
-    return feed
-
-
-def _validate(model: ir.Model, probe: dict[str, np.ndarray] | None) -> None:
-    """Load the result and run it on ``probe``: a shape mismatch surfaces here with the node's name."""
-    from onnxcomp.session import run_named
-
-    try:
-        session = PassContext().session(model, optimize=False)
-        if probe is not None:
-            run_named(session, probe)
-    except Exception as exc:  # onnxruntime raises several unrelated types; all mean the same here
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PassFailedError(f"channels produced a model onnxruntime cannot run: {first}") from exc
 
 
 def _macs_by_node(summary: Any) -> dict[str, int | None]:

@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import onnx_ir as ir
-from onnx_ir.passes.common import ShapeInferencePass
 
 from onnxcomp.channels.constants import propagate_constants
 from onnxcomp.channels.graph import UNTRACKED, Analysis, UnionFind
 from onnxcomp.channels.registry import handler_for, handlers
+from onnxcomp.channels.shapes import infer_shapes
+
+__all__ = ["ChannelGroup", "analyze", "channel_groups", "infer_shapes", "untracked"]
 
 
 @dataclass
@@ -34,46 +36,6 @@ class ChannelGroup:
     @property
     def removable(self) -> list[int]:
         return [r for r in self.roots if r not in self.frozen]
-
-
-def infer_shapes(model: ir.Model) -> None:
-    """Fill in value shapes (the analysis needs channel counts and spatial sizes).
-
-    ONNX shape inference loses ranks after a Reshape whose shape is computed at run time (older exports
-    build it from Shape/Gather/Concat). Values it leaves unknown are observed with onnxruntime instead, at
-    two batch sizes: a dim that differs between the runs is dynamic, the others are facts of the model.
-    """
-    ShapeInferencePass(check_type=False, strict_mode=False, data_prop=True)(model)
-    unknown = [v for node in model.graph for v in node.outputs if v.shape is None and v.name]
-    if unknown:
-        _observe_shapes(model, unknown)
-
-
-def _observe_shapes(model: ir.Model, values: list[ir.Value]) -> None:
-    import numpy as np
-    import onnx
-
-    from onnxcomp import io
-    from onnxcomp.session import create_session
-
-    probe = ir.serde.deserialize_model(onnx.load_from_string(io.serialize(model)))
-    by_name = {v.name: v for node in probe.graph for v in node.outputs}
-    probe.graph.outputs.extend(by_name[v.name] for v in values if not by_name[v.name].is_graph_output())
-    observed = []
-    try:
-        session = create_session(io.serialize(probe), "cpu", graph_optimization="disable")
-        for batch in (1, 2):
-            feed = {}
-            for arg in session.get_inputs():
-                dims = [d if isinstance(d, int) else batch for d in arg.shape]
-                feed[arg.name] = np.zeros(dims, np.float32 if "float" in arg.type else np.int64)
-            outputs = session.run([v.name for v in values], feed)
-            observed.append([np.shape(o) for o in outputs])
-    except Exception:  # an unrunnable probe only means fewer known shapes: the analysis then freezes more
-        return
-    for value, one, two in zip(values, observed[0], observed[1], strict=True):
-        if len(one) == len(two):
-            value.shape = ir.Shape([a if a == b else "dynamic" for a, b in zip(one, two, strict=True)])
 
 
 def analyze(model: ir.Model) -> Analysis:

@@ -76,6 +76,19 @@ class Source:
     bias: np.ndarray | None
 
 
+@dataclass(frozen=True)
+class ShapeEdit:
+    """A Reshape followed from its shapes alone (:mod:`onnxcomp.channels.heads`), for its rewrite.
+
+    The output carries channels on ``axis``; ``extra`` are the channel-derived dims right after it (the head
+    size of a head split); the output's remaining dims are the input's dims from ``tail_from`` on.
+    """
+
+    axis: int
+    extra: tuple[int, ...]
+    tail_from: int
+
+
 @dataclass
 class Analysis:
     """The state of the dependency walk, and after it the answer: classes, sources, frozen reasons."""
@@ -89,7 +102,7 @@ class Analysis:
     sinks: list[tuple[ir.Node, ir.Value]] = field(default_factory=list)
     bn_scales: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     filter_scales: dict[ir.Node, np.ndarray] = field(default_factory=dict)
-    literal_shapes: dict[ir.Node, int] = field(default_factory=dict)
+    literal_shapes: dict[ir.Node, ShapeEdit] = field(default_factory=dict)
     constants: dict[ir.Value, np.ndarray] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ building blocks for handlers

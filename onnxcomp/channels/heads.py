@@ -7,24 +7,30 @@ A batched MatMul between two activations with channels on the same batch axis (h
 position by position, like an Add, so a head's Q, K and V columns become one removable class; the merging
 Reshape expands each head back into ``D`` positions (:func:`onnxcomp.channels.ops_shape._expand`), so the
 output projection drops whole runs of rows. Exporters compute these shapes at run time
-(``Shape -> Gather -> Concat``); the rewrite replaces them with a literal that copies the leading dims
-(``0``) and spells the new head count, e.g. ``[0, 0, 3, 8]`` and ``[0, 0, 24]``.
+(``Shape -> Gather -> Concat``), and such a target stays computed at run time: the rewrite builds it from the
+input's own run-time shape (``Shape -> Gather``) around the new channel dims, so nothing an input size decides
+(batch, sequence length, a width) is ever baked into a literal. A literal target keeps its literal form with
+only the channel dim changed.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx_ir as ir
 
-from onnxcomp.channels.graph import Analysis, Track, constant_array, rank_of, static_shape
+from onnxcomp.channels.graph import Analysis, ShapeEdit, Track, constant_array, rank_of, static_shape
+
+if TYPE_CHECKING:
+    from onnxcomp.channels.rewrite import Rewriter
 
 
 def _same_dims(a: list[int | str], b: list[int | str]) -> bool:
-    """Leading dims that a ``0`` in the new target may copy: equal ints, and at most one symbolic pair.
+    """Leading dims the rewritten target may copy from the input: equal ints, and at most one symbolic pair.
 
-    One symbolic pair (``batch`` vs an observed ``dynamic``) is equal by element count once the caller has
+    One symbolic pair (``batch`` vs an observed ``observed_3``) is equal by element count once the caller has
     checked that the channel and trailing dims account exactly for the rest of the tensor.
     """
     if len(a) != len(b):
@@ -52,7 +58,7 @@ def reshape_by_shapes(node: ir.Node, a: Analysis, x: ir.Value, track: Track) -> 
     inner = _merge_factor(tail_in, tail_out)  # type: ignore[arg-type]
     if inner is not None and shape_out[axis] == len(track) * inner:
         a.set_track(node.outputs[0], Track(axis, np.repeat(track.slots, inner)), np.repeat(a.zeros_of(x), inner))
-        a.literal_shapes[node] = axis
+        a.literal_shapes[node] = ShapeEdit(axis, (), len(shape_in) - len(tail_out))
         return True
     return False
 
@@ -75,17 +81,36 @@ def _split(node: ir.Node, a: Analysis, track: Track, heads: int, head_dim: int) 
             a.unite(np.array([row[0]]), np.array([element]), f"Reshape {node.name} splits a partly untracked head")
     zero = a.zeros_of(node.inputs[0]).reshape(heads, head_dim).all(axis=1)
     a.set_track(node.outputs[0], Track(track.axis, blocks[:, 0].copy()), zero)
-    a.literal_shapes[node] = track.axis
+    a.literal_shapes[node] = ShapeEdit(track.axis, (head_dim,), track.axis + 1)
     return True
 
 
-def rewrite_literal_shape(node: ir.Node, kept: int, rw) -> None:
-    """Replace the Reshape's (often computed) target with ``[0] * axis + [kept, *static tail]``."""
-    axis = rw.analysis.literal_shapes[node]
-    out = static_shape(node.outputs[0])
-    assert out is not None, f"Reshape {node.name}: output shape vanished before the rewrite"
-    target = [0] * axis + [kept] + [int(d) for d in out[axis + 1:]]  # type: ignore[arg-type]
-    rw.set_input(node, 1, np.array(target, dtype=np.int64))
+def rewrite_literal_shape(node: ir.Node, kept: int, rw: Rewriter) -> None:
+    """Give the Reshape ``kept`` positions on its channel axis: in its literal, or in its run-time target."""
+    edit = rw.analysis.literal_shapes[node]
+    target = constant_array(node.inputs[1])
+    if target is not None:
+        new = target.copy()
+        if int(new[edit.axis]) not in (0, -1):  # 0 copies the (already pruned) input dim, -1 infers it
+            new[edit.axis] = kept
+        rw.set_input(node, 1, new)
+        return
+    rank = rank_of(node.inputs[0])
+    assert rank is not None, f"Reshape {node.name}: input rank vanished before the rewrite"
+    shape = rw.insert_before(node, "Shape", [node.inputs[0]])
+    pieces = [_gather(node, shape, range(edit.axis), rw),
+              rw.constant(node, f"{node.name or 'Reshape'}_channels", np.array([kept, *edit.extra], np.int64)),
+              _gather(node, shape, range(edit.tail_from, rank), rw)]
+    target_value = rw.insert_before(node, "Concat", [p for p in pieces if p is not None], [ir.AttrInt64("axis", 0)])
+    node.replace_input_with(1, target_value)
+
+
+def _gather(node: ir.Node, shape: ir.Value, dims: range, rw: Rewriter) -> ir.Value | None:
+    """``shape[dims]`` at run time (``None`` for no dims)."""
+    if not dims:
+        return None
+    indices = rw.constant(node, f"{node.name or 'Reshape'}_dims", np.array(list(dims), np.int64))
+    return rw.insert_before(node, "Gather", [shape, indices], [ir.AttrInt64("axis", 0)])
 
 
 def batched_matmul_propagate(node: ir.Node, a: Analysis) -> None:

@@ -25,6 +25,7 @@ import onnx_ir as ir
 
 from onnxcomp import io
 from onnxcomp.channels.graph import UNTRACKED, Analysis
+from onnxcomp.channels.shapes import forget_shapes
 from onnxcomp.data import DataSource
 
 CRITERIA = ("l1", "l2", "bn", "activation")
@@ -81,6 +82,7 @@ def channel_stats(model: ir.Model, analysis: Analysis, data: DataSource,
     """
     read = list(dict.fromkeys(value for _, value in analysis.sinks if value.name))
     probe = ir.serde.deserialize_model(onnx.load_from_string(io.serialize(model)))
+    forget_shapes(probe)  # observed shapes hold for the probes they were seen on, not for the calibration data
     names = {value.name for value in read}
     by_name = {v.name: v for node in probe.graph for v in node.outputs if v.name in names}
     by_name.update({v.name: v for v in probe.graph.inputs if v.name in names})

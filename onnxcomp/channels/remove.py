@@ -7,6 +7,9 @@ which the analysis guaranteed are unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import numpy as np
 import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass
@@ -22,18 +25,22 @@ def main_opset(model: ir.Model) -> int:
     return int(model.opset_imports.get("", model.opset_imports.get("ai.onnx", 17)))
 
 
-def rewrite_model(model: ir.Model, analysis: Analysis, removed: set[int]) -> None:
-    """Remove the channels of every class in ``removed`` (union-find roots) from ``model``, in place."""
+def rewrite_model(model: ir.Model, analysis: Analysis, removed: set[int],
+                  feed: Mapping[str, np.ndarray] | None = None) -> None:
+    """Remove the channels of every class in ``removed`` (union-find roots) from ``model``, in place.
+
+    ``feed`` (a real input, when there is one) seeds the shape observation afterwards.
+    """
     rewriter = Rewriter(analysis, frozenset(removed), main_opset(model))
     table = handlers()
     for node in list(model.graph):
         handler = handler_for(node, table)
         if handler is not None:
             handler.rewrite(node, rewriter)
-    refresh_shapes(model)
+    refresh_shapes(model, feed)
 
 
-def refresh_shapes(model: ir.Model) -> None:
+def refresh_shapes(model: ir.Model, feed: Mapping[str, np.ndarray] | None = None) -> None:
     """Clear intermediate shapes, drop what became unused, and infer shapes again."""
     graph = model.graph
     boundary = set(graph.inputs) | set(graph.outputs)
@@ -42,7 +49,7 @@ def refresh_shapes(model: ir.Model) -> None:
             if value not in boundary:
                 value.shape = None
     RemoveUnusedNodesPass()(model)
-    infer_shapes(model)
+    infer_shapes(model, feed)
 
 
 def copy_model(model: ir.Model) -> ir.Model:

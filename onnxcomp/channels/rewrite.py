@@ -24,6 +24,7 @@ class Rewriter:
     opset: int
     _keep: dict[ir.Value, np.ndarray | None] = field(default_factory=dict)
     _counter: int = 0
+    _names: set[str] = field(default_factory=set)
 
     def keep(self, value: ir.Value | None) -> np.ndarray | None:
         """Indices (along the tensor's channel axis) that survive, or ``None`` when nothing goes."""
@@ -43,18 +44,34 @@ class Rewriter:
 
     def set_input(self, node: ir.Node, index: int, array: np.ndarray) -> None:
         """Wire a new initializer holding ``array`` into ``node``'s input ``index`` (appending if absent)."""
-        graph = node.graph
-        assert graph is not None, "handlers only rewrite nodes of a graph"
         old = node.inputs[index] if index < len(node.inputs) else None
         base = old.name if old is not None and old.name else f"{node.name or node.op_type}_input{index}"
-        name = self._fresh_name(graph, f"{base}_pruned")
+        value = self.constant(node, f"{base}_pruned", array)
+        if index >= len(node.inputs):
+            node.resize_inputs(index + 1)
+        node.replace_input_with(index, value)
+
+    def constant(self, node: ir.Node, base: str, array: np.ndarray) -> ir.Value:
+        """A new initializer holding ``array`` in ``node``'s graph, named after ``base``."""
+        graph = node.graph
+        assert graph is not None, "handlers only rewrite nodes of a graph"
+        name = self._fresh_name(graph, base)
         value = ir.Value(name=name, const_value=ir.tensor(np.ascontiguousarray(array), name=name))
         value.shape = ir.Shape(array.shape)
         value.dtype = ir.DataType.from_numpy(array.dtype)
         graph.register_initializer(value)
-        if index >= len(node.inputs):
-            node.resize_inputs(index + 1)
-        node.replace_input_with(index, value)
+        return value
+
+    def insert_before(self, node: ir.Node, op_type: str, inputs: list[ir.Value],
+                      attributes: list[ir.Attr] | None = None) -> ir.Value:
+        """Insert a one-output standard-domain node before ``node``; returns its output."""
+        graph = node.graph
+        assert graph is not None, "handlers only rewrite nodes of a graph"
+        name = self._fresh_name(graph, f"{node.name or node.op_type}_{op_type.lower()}")
+        new = ir.Node("", op_type, inputs, attributes or [], num_outputs=1, name=name)
+        new.outputs[0].name = name
+        graph.insert_before(node, new)
+        return new.outputs[0]
 
     def slice_input(self, node: ir.Node, index: int, axis: int, keep: np.ndarray | None,
                     array: np.ndarray | None = None) -> np.ndarray | None:
@@ -70,11 +87,16 @@ class Rewriter:
         return sliced
 
     def _fresh_name(self, graph: ir.Graph, base: str) -> str:
-        taken = set(graph.initializers)
+        """A name no initializer, node output or graph input of ``graph`` has, nor one handed out before."""
+        if not self._names:
+            self._names.update(v.name for n in graph for v in n.outputs if v.name)
+            self._names.update(v.name for v in graph.inputs if v.name)
+        taken = set(graph.initializers) | self._names
         name = base
         while name in taken:
             self._counter += 1
             name = f"{base}{self._counter}"
+        self._names.add(name)
         return name
 
 
