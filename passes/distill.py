@@ -7,15 +7,23 @@ label, so a few epochs on unlabeled data recover most of what compression cost.
 
 How it runs:
 
-* the teacher runs in onnxruntime, once per sample (its outputs are kept for all epochs);
+* every feed of the data is kept as the data source gave it: feeds differ in shape from one to the next (OCR
+  widths, sentence lengths), and some models have no batch axis at all (a recurrent state ``[2, 1, 128]``, a
+  scalar sample rate), so feeds are only re-stacked where they show a batch axis
+  (:mod:`onnxcomp.torch_exec.feeds`);
+* the teacher runs in onnxruntime, once per feed (its outputs are kept for all epochs);
 * the student runs differentiably in torch from its own ONNX graph (:mod:`onnxcomp.torch_exec`); its float
   weights are trained with Adam, every zero weight stays exactly zero (pruning masks), and the trained tensors
-  are written back where they were stored, so the file keeps its structure;
-* loss per output: KL divergence of temperature-softened scores (times T², so gradients keep their scale as
-  T changes) for score outputs (float, last axis > 1 class, rank ≥ 2), MSE for any other output; with
-  ``use_labels`` and labelled data, ``(1 - alpha) * distillation + alpha * cross-entropy`` on the first score
-  output;
-* the write-back is verified: onnxruntime's output of the written student equals the torch student's;
+  are written back where they were stored, so the file keeps its structure. An optimizer step takes samples
+  until they hold ``batch_size``, one backward pass per stack of same-shaped samples or per feed of its own
+  (gradients accumulate, each weighted by its share of the samples); ``max_steps`` caps the steps;
+* the loss of each output depends on what it is (:mod:`onnxcomp.torch_exec.losses`): KL divergence for class
+  distributions, MSE for other float outputs; non-float outputs and outputs no trained weight reaches are left
+  out, with a note; with ``use_labels`` and labelled data, ``(1 - alpha) * distillation + alpha *
+  cross-entropy`` on the first class output;
+* the write-back is verified: onnxruntime's outputs of the written student equal the torch student's, within
+  the tolerance plus what the two runtimes already disagreed by before training (float summation order: a
+  variance computed as ``E[x²] - E[x]²`` amplifies it);
 * tensors that were clustered (few distinct values) keep their clusters: by default their centroids are what
   is trained (every member's gradient summed into its centroid, Deep Compression's fine-tuning), or, with
   ``clustered='recluster'``, every element is trained and the tensor is clustered again afterwards with
@@ -23,8 +31,8 @@ How it runs:
 * deterministic for a seed: torch's seed and deterministic algorithms are set for the run (and restored), the
   shuffling uses a seeded numpy generator; ``threads`` pins torch's intra-op threads.
 
-All samples are held in memory (stacked along axis 0, the batch axis); distillation data is a few thousand
-samples at most, the scale at which the teacher's outputs are also worth caching.
+All feeds are held in memory; distillation data is a few thousand samples at most, the scale at which the
+teacher's outputs are also worth caching.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -46,19 +54,25 @@ from onnxcomp.errors import InputError
 from onnxcomp.pass_base import CompressionPass, Need, PassContext, PassFailedError, PassOutcome, Skipped
 from onnxcomp.session import create_session, run_named
 from onnxcomp.torch_exec import require_torch
+from onnxcomp.torch_exec.feeds import Outputs, Samples, Unit, step_groups, steps
 
 if TYPE_CHECKING:
     import torch
 
     from onnxcomp.torch_exec.graph import TorchGraph
+    from onnxcomp.torch_exec.losses import Kind
 
-__all__ = ["DistillConfig", "DistillPass", "DistillResult", "Samples", "distill", "load_samples"]
+__all__ = ["DistillConfig", "DistillPass", "DistillResult", "Samples", "Unit", "distill", "load_samples"]
 
 LossKind = Literal["auto", "kl", "mse"]
 ClusterMode = Literal["share", "recluster", "free"]
 Progress = Callable[[int, int, float], None]
 
+#: The write-back check runs on the first feeds, up to this many feeds and this many samples.
+_VERIFY_FEEDS = 8
 _VERIFY_SAMPLES = 64
+#: How much more than before training onnxruntime and torch may disagree on the written student.
+_VERIFY_SLACK = 4.0
 
 
 @dataclass
@@ -71,20 +85,23 @@ class DistillConfig:
             optimize was given: the one the budget is measured against, and the only teacher that never
             passes on a compression step's error.
         epochs: Passes over the data.
-        temperature: Softening of score outputs (T > 1 exposes the teacher's ranking of wrong classes).
+        temperature: Softening of class distributions (T > 1 exposes the teacher's ranking of wrong classes).
         alpha: Weight of the hard-label cross-entropy when ``use_labels``; the distillation loss gets 1 - alpha.
         use_labels: Add the cross-entropy on the data's labels (ignored, with a note, when it carries none).
         lr: Adam learning rate.
         batch_size: Samples per optimizer step.
         seed: Seed for torch and the shuffling.
         threads: torch intra-op threads (``None``: torch's default).
-        loss: ``'auto'`` (KL for score outputs, MSE otherwise), or force ``'kl'``/``'mse'`` for every output.
+        loss: ``'auto'`` (KL for class distributions, MSE otherwise), or force ``'kl'``/``'mse'`` for every
+            float output.
         keep_zeros: Weights that are exactly zero stay exactly zero.
         clustered: What happens to tensors that were clustered (few distinct values): ``'share'`` trains their
             centroids, so they stay exactly clustered; ``'recluster'`` trains every element, then clusters them
             again with ClusterPass; ``'free'`` trains every element and leaves them unclustered.
-        tolerance: Largest difference allowed between onnxruntime and torch on the written student
-            (absolute, plus the same amount relative to the output's largest magnitude).
+        tolerance: Largest difference allowed between onnxruntime and torch on the written student beyond what
+            they disagreed by before training (absolute, plus the same amount relative to the output's largest
+            magnitude).
+        max_steps: Stop after this many optimizer steps over all epochs (``None``: no cap); the result notes it.
     """
 
     teacher: str | None = None
@@ -100,6 +117,7 @@ class DistillConfig:
     keep_zeros: bool = True
     clustered: ClusterMode = "share"
     tolerance: float = 1e-5
+    max_steps: int | None = None
 
     def __post_init__(self) -> None:
         checks = [(self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}"),
@@ -108,6 +126,7 @@ class DistillConfig:
                   (self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
                   (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
                   (self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
+                  (self.max_steps is None or self.max_steps >= 1, f"max steps must be >= 1, got {self.max_steps}"),
                   (self.loss in ("auto", "kl", "mse"), f"loss must be auto, kl or mse, got {self.loss!r}"),
                   (self.clustered in ("share", "recluster", "free"),
                    f"clustered must be share, recluster or free, got {self.clustered!r}")]
@@ -116,69 +135,15 @@ class DistillConfig:
                 raise InputError(message)
 
 
-@dataclass
-class Samples:
-    """Every sample of a data source, stacked along the batch axis, with the teacher's outputs."""
-
-    feed: dict[str, np.ndarray]
-    labels: np.ndarray | None
-    teacher: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def count(self) -> int:
-        return len(next(iter(self.feed.values())))
-
-    def take(self, index: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None]:
-        labels = self.labels[index] if self.labels is not None else None
-        return ({k: v[index] for k, v in self.feed.items()}, {k: v[index] for k, v in self.teacher.items()}, labels)
-
-
-@dataclass
-class DistillResult:
-    """What a distillation run did: losses per epoch, agreement/accuracy before and after, tensors written."""
-
-    epochs: int
-    samples: int
-    losses: list[float]
-    trained: list[dict[str, Any]]
-    frozen: list[Skipped]
-    metrics_before: dict[str, float]
-    metrics_after: dict[str, float]
-    writeback_max_abs_diff: float
-    reclustered: list[dict[str, Any]]
-    notes: list[str]
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"epochs": self.epochs, "samples": self.samples, "losses": self.losses, "trained": self.trained,
-                "frozen": [{"target": s.target, "reason": s.reason} for s in self.frozen],
-                "metrics_before": self.metrics_before, "metrics_after": self.metrics_after,
-                "writeback_max_abs_diff": self.writeback_max_abs_diff, "reclustered": self.reclustered,
-                "notes": self.notes, "seconds": self.seconds}
-
-
 # -- data and teacher -------------------------------------------------------------------------------------------
 
 def load_samples(data: DataSource, teacher: ir.Model | bytes | str | Path) -> Samples:
-    """Read every batch once, run the teacher on it in onnxruntime, and stack the results."""
+    """Read every feed once and run the teacher on it in onnxruntime."""
     session = create_session(_teacher_source(teacher))
-    feeds: list[dict[str, np.ndarray]] = []
-    labels: list[np.ndarray | None] = []
-    outputs: list[dict[str, np.ndarray]] = []
-    for batch in data:
-        feeds.append({k: np.asarray(v) for k, v in batch.feed.items()})
-        labels.append(batch.labels)
-        outputs.append(run_named(session, batch.feed))
-    if not feeds:
+    units = [Unit.of(batch.feed, run_named(session, batch.feed), batch.labels) for batch in data]
+    if not units:
         raise InputError("the distillation data holds no samples")
-    try:
-        feed = {name: np.concatenate([f[name] for f in feeds]) for name in feeds[0]}
-        teacher_out = {name: np.concatenate([o[name] for o in outputs]) for name in outputs[0]}
-    except ValueError as exc:
-        raise InputError(f"distillation stacks samples along axis 0 and the batches do not stack: {exc}") from None
-    stacked = np.concatenate([np.asarray(lab).reshape(-1) for lab in labels]) if all(
-        lab is not None for lab in labels) else None
-    return Samples(feed, stacked, teacher_out)
+    return Samples(units)
 
 
 def _teacher_source(teacher: ir.Model | bytes | str | Path) -> bytes | str:
@@ -189,74 +154,85 @@ def _teacher_source(teacher: ir.Model | bytes | str | Path) -> bytes | str:
     return io.serialize(io.load(str(teacher)))  # validated like any model the user names
 
 
-# -- loss -------------------------------------------------------------------------------------------------------
+# -- running the student ----------------------------------------------------------------------------------------
 
-def _is_score(array: np.ndarray) -> bool:
-    return array.dtype.kind == "f" and array.ndim >= 2 and array.shape[-1] > 1
-
-
-def _kinds(samples: Samples, config: DistillConfig) -> dict[str, str]:
-    """``'kl'`` or ``'mse'`` per float teacher output; non-float outputs are not trained on."""
-    kinds = {}
-    for name, array in samples.teacher.items():
-        if array.dtype.kind != "f":
-            continue
-        kinds[name] = config.loss if config.loss != "auto" else ("kl" if _is_score(array) else "mse")
-    return kinds
-
-
-def _loss(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor], labels: torch.Tensor | None,
-          kinds: dict[str, str], config: DistillConfig) -> torch.Tensor:
-    import torch
-    import torch.nn.functional as functional
-
-    temperature = config.temperature
-    total = torch.zeros(())
-    for name, kind in kinds.items():
-        s, t = student[name], teacher[name]
-        if kind == "kl":
-            s2, t2 = s.reshape(-1, s.shape[-1]), t.reshape(-1, t.shape[-1])
-            total = total + functional.kl_div(functional.log_softmax(s2 / temperature, dim=-1),
-                                              functional.log_softmax(t2 / temperature, dim=-1),
-                                              reduction="batchmean", log_target=True) * temperature**2
-        else:
-            total = total + functional.mse_loss(s, t)
-    score = next((n for n, k in kinds.items() if k == "kl"), None)
-    if labels is not None and score is not None:
-        logits = student[score].reshape(-1, student[score].shape[-1])
-        total = (1 - config.alpha) * total + config.alpha * functional.cross_entropy(logits, labels)
-    return total
-
-
-# -- metrics ----------------------------------------------------------------------------------------------------
-
-def _predict(graph: TorchGraph, samples: Samples, batch_size: int) -> dict[str, np.ndarray]:
+def _predict(graph: TorchGraph, units: Sequence[Unit]) -> list[Outputs]:
     import torch
 
-    parts: list[dict[str, np.ndarray]] = []
     with torch.no_grad():
-        for start in range(0, samples.count, max(batch_size, 256)):
-            index = np.arange(start, min(start + max(batch_size, 256), samples.count))
-            parts.append({k: v.numpy() for k, v in graph(samples.take(index)[0]).items()})
-    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        return [{k: v.numpy() for k, v in graph(unit.feed).items()} for unit in units]
 
 
-def _metrics(graph: TorchGraph, samples: Samples, kinds: dict[str, str], batch_size: int) -> dict[str, float]:
-    """Top-1 agreement with the teacher (and accuracy when labelled) on the first score output."""
-    score = next((n for n, k in kinds.items() if k == "kl" and _is_score(samples.teacher[n])), None)
+def _metrics(outputs: Sequence[Outputs], samples: Samples, kinds: Mapping[str, Kind]) -> dict[str, float]:
+    """Top-1 agreement with the teacher (and accuracy when labelled) on the first class output."""
+    from onnxcomp.torch_exec.losses import agreement, categorical
+
+    score = categorical(kinds)
     if score is None:
         return {}
-    student = _predict(graph, samples, batch_size)[score]
-    predicted = student.reshape(samples.count, -1, student.shape[-1]).argmax(-1)
-    teacher = samples.teacher[score].reshape(samples.count, -1, student.shape[-1]).argmax(-1)
-    metrics = {"teacher_agreement": float(np.mean(predicted == teacher))}
-    if samples.labels is not None and predicted.shape[1] == 1:
-        metrics["accuracy"] = float(np.mean(predicted[:, 0] == samples.labels))
-        metrics["teacher_accuracy"] = float(np.mean(teacher[:, 0] == samples.labels))
-    return metrics
+    units = samples.units
+    return agreement(outputs, [u.teacher for u in units], score, [u.labels for u in units])
 
 
-# -- the run ----------------------------------------------------------------------------------------------------
+def _mean_loss(outputs: Sequence[Outputs], samples: Samples, kinds: Mapping[str, Kind], config: DistillConfig,
+               use_labels: bool) -> float:
+    """The training objective over every feed, from outputs already computed (no gradients needed)."""
+    import torch
+
+    from onnxcomp.torch_exec.losses import unit_loss
+
+    total = 0.0
+    for out, unit in zip(outputs, samples.units, strict=True):
+        labels = None
+        if use_labels and unit.labels is not None:
+            labels = torch.from_numpy(np.asarray(unit.labels).astype(np.int64))
+        loss, _ = unit_loss({k: torch.from_numpy(out[k]) for k in kinds},
+                            {k: torch.from_numpy(unit.teacher[k]) for k in kinds}, kinds, config.temperature, labels,
+                            config.alpha, differentiable_only=False)
+        total += float(loss) * unit.count if loss is not None else 0.0
+    return total / max(samples.count, 1)
+
+
+def _verify_units(samples: Samples) -> list[Unit]:
+    chosen, count = [], 0
+    for unit in samples.units[:_VERIFY_FEEDS]:
+        if chosen and count + unit.count > _VERIFY_SAMPLES:
+            break
+        chosen.append(unit)
+        count += unit.count
+    return chosen
+
+
+def _differences(model: ir.Model, units: Sequence[Unit], expected: Sequence[Outputs]) -> dict[str, tuple[float, float]]:
+    """``(max |onnxruntime - torch|, max |torch|)`` per float output over ``units``."""
+    session = create_session(io.serialize(model))
+    found: dict[str, tuple[float, float]] = {}
+    for unit, torch_out in zip(units, expected, strict=True):
+        actual = run_named(session, unit.feed)
+        for name, array in torch_out.items():
+            if array.dtype.kind != "f" or not array.size:
+                continue
+            diff = float(np.max(np.abs(actual[name].astype(np.float64) - array)))
+            scale = float(np.max(np.abs(array)))
+            old = found.get(name, (0.0, 0.0))
+            found[name] = (max(old[0], diff), max(old[1], scale))
+    return found
+
+
+def _verify(model: ir.Model, units: Sequence[Unit], expected: Sequence[Outputs], baseline: Mapping[str, float],
+            tolerance: float) -> float:
+    """Largest |onnxruntime - torch| over the outputs of the written student; raises past the allowance."""
+    worst = 0.0
+    for name, (diff, scale) in _differences(model, units, expected).items():
+        allowed = tolerance * (1.0 + scale) + _VERIFY_SLACK * baseline.get(name, 0.0)
+        if not diff <= allowed:
+            raise PassFailedError(f"distill write-back check failed: output {name!r} differs by {diff:.3g} between "
+                                  f"onnxruntime and torch (allowed {allowed:.3g})")
+        worst = max(worst, diff)
+    return worst
+
+
+# -- training ---------------------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
 def _torch_settings(seed: int, threads: int | None) -> Iterator[None]:
@@ -275,55 +251,79 @@ def _torch_settings(seed: int, threads: int | None) -> Iterator[None]:
         torch.set_num_threads(threads_before)
 
 
-def _train(graph: TorchGraph, samples: Samples, kinds: dict[str, str], config: DistillConfig, use_labels: bool,
-           progress: Progress | None) -> list[float]:
+@dataclass
+class _Training:
+    """What the loop reports back besides the weights."""
+
+    losses: list[float]
+    steps: int = 0
+    capped: bool = False
+    trained_on: int = 0  # feed evaluations that had a loss with a gradient
+    left_out: set[str] = field(default_factory=set)
+
+
+def _unit_loss(graph: TorchGraph, unit: Unit, kinds: Mapping[str, Kind], config: DistillConfig,
+               use_labels: bool) -> tuple[torch.Tensor | None, list[str]]:
+    import torch
+
+    from onnxcomp.torch_exec.losses import unit_loss
+
+    target = {k: torch.from_numpy(v) for k, v in unit.teacher.items() if k in kinds}
+    labels = None
+    if use_labels and unit.labels is not None:
+        labels = torch.from_numpy(np.asarray(unit.labels).astype(np.int64))
+    return unit_loss(graph(unit.feed), target, kinds, config.temperature, labels, config.alpha)
+
+
+def _step(graph: TorchGraph, batch: Sequence[Unit], kinds: Mapping[str, Kind], config: DistillConfig,
+          use_labels: bool, run: _Training) -> tuple[float, int]:
+    """Accumulate the gradients of one step, one forward per stack of same-shaped samples or per lone feed (one
+    graph in memory at a time); returns the summed loss and the samples that had one."""
+    size = sum(unit.count for unit in batch)
+    total, seen = 0.0, 0
+    for unit in step_groups(batch):
+        loss, left_out = _unit_loss(graph, unit, kinds, config, use_labels)
+        run.left_out.update(left_out)
+        if loss is None:
+            continue
+        (loss * (unit.count / size)).backward()
+        total, seen = total + float(loss.detach()) * unit.count, seen + unit.count
+        run.trained_on += 1
+    return total, seen
+
+
+def _train(graph: TorchGraph, samples: Samples, kinds: Mapping[str, Kind], config: DistillConfig,
+           use_labels: bool, progress: Progress | None) -> _Training:
     import torch
 
     optimizer = torch.optim.Adam(graph.parameters(), lr=config.lr)
     rng = np.random.default_rng(config.seed)
-    losses = []
+    run = _Training(losses=[])
+    pieces = samples.pieces()
     for epoch in range(config.epochs):
-        order = rng.permutation(samples.count)
+        order = rng.permutation(len(pieces))
         total, seen = 0.0, 0
-        for start in range(0, samples.count, config.batch_size):
-            feed, teacher, labels = samples.take(order[start:start + config.batch_size])
-            target = {k: torch.from_numpy(v) for k, v in teacher.items()}
-            label_tensor = torch.from_numpy(labels.astype(np.int64)) if use_labels and labels is not None else None
+        for batch in steps(pieces, order, config.batch_size):
+            if config.max_steps is not None and run.steps >= config.max_steps:
+                run.capped = True
+                break
             optimizer.zero_grad(set_to_none=True)
-            loss = _loss(graph(feed), target, label_tensor, kinds, config)
-            loss.backward()
+            step_total, step_seen = _step(graph, batch, kinds, config, use_labels, run)
+            total, seen = total + step_total, seen + step_seen
             graph.mask_gradients()
             optimizer.step()
             graph.apply_masks()
-            count = len(next(iter(feed.values())))
-            total, seen = total + float(loss.detach()) * count, seen + count
-        losses.append(total / seen)
-        if progress is not None:
-            progress(epoch + 1, config.epochs, losses[-1])
-    return losses
+            run.steps += 1
+        if seen:
+            run.losses.append(total / seen)
+            if progress is not None:
+                progress(epoch + 1, config.epochs, run.losses[-1])
+        if run.capped or not run.trained_on:
+            break
+    return run
 
 
-def _verify(model: ir.Model, graph: TorchGraph, samples: Samples, tolerance: float) -> float:
-    """Largest |onnxruntime - torch| over the outputs of the written student; raises past the tolerance."""
-    import torch
-
-    index = np.arange(min(samples.count, _VERIFY_SAMPLES))
-    feed = samples.take(index)[0]
-    with torch.no_grad():
-        expected = {k: v.numpy() for k, v in graph(feed).items()}
-    actual = run_named(create_session(io.serialize(model)), feed)
-    worst = 0.0
-    for name, array in expected.items():
-        if array.dtype.kind != "f":
-            continue
-        diff = float(np.max(np.abs(actual[name].astype(np.float64) - array))) if array.size else 0.0
-        scale = float(np.max(np.abs(array))) if array.size else 0.0
-        if not diff <= tolerance * (1.0 + scale):
-            raise PassFailedError(f"distill write-back check failed: output {name!r} differs by {diff:.3g} between "
-                                  "onnxruntime and torch")
-        worst = max(worst, diff)
-    return worst
-
+# -- clustering -------------------------------------------------------------------------------------------------
 
 def _clustered(graph: TorchGraph) -> dict[str, int]:
     """Trained tensors that look clustered, with the bits their distinct-value count needs."""
@@ -353,6 +353,63 @@ def _recluster(model: ir.Model, clustered: dict[str, int]) -> list[dict[str, Any
     return entries
 
 
+# -- the run ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class DistillResult:
+    """What a distillation run did: losses per epoch, agreement/accuracy before and after, tensors written."""
+
+    epochs: int
+    samples: int
+    losses: list[float]
+    trained: list[dict[str, Any]]
+    frozen: list[Skipped]
+    metrics_before: dict[str, float]
+    metrics_after: dict[str, float]
+    writeback_max_abs_diff: float
+    reclustered: list[dict[str, Any]]
+    notes: list[str]
+    seconds: float
+    feeds: int = 0
+    steps: int = 0
+    losses_by_output: dict[str, str] | None = None
+    interpreter_max_abs_diff: float = 0.0
+    loss_before: float | None = None
+    loss_after: float | None = None
+    reverted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "samples": self.samples, "feeds": self.feeds, "steps": self.steps,
+                "losses": self.losses, "losses_by_output": self.losses_by_output or {}, "trained": self.trained,
+                "loss_before": self.loss_before, "loss_after": self.loss_after, "reverted": self.reverted,
+                "frozen": [{"target": s.target, "reason": s.reason} for s in self.frozen],
+                "metrics_before": self.metrics_before, "metrics_after": self.metrics_after,
+                "interpreter_max_abs_diff": self.interpreter_max_abs_diff,
+                "writeback_max_abs_diff": self.writeback_max_abs_diff, "reclustered": self.reclustered,
+                "notes": self.notes, "seconds": self.seconds}
+
+
+def _output_notes(samples: Samples, kinds: Mapping[str, Kind], left_out: set[str]) -> list[str]:
+    notes = []
+    for name, array in samples.units[0].teacher.items():
+        if name not in kinds:
+            notes.append(f"output {name!r} ({array.dtype}) is not float: not compared (it has no gradient)")
+    for name in sorted(left_out):
+        notes.append(f"output {name!r} does not depend differentiably on any trained weight (on at least one "
+                     "feed): left out of the loss there")
+    return notes
+
+
+def _training_notes(graph: TorchGraph, run: _Training, config: DistillConfig) -> list[str]:
+    if not graph.trainable:
+        return ["no weight can be trained (every float weight is frozen, see the reasons): the model is unchanged"]
+    if config.epochs and not run.trained_on:
+        return ["no compared output depends on a trained weight: nothing was trained"]
+    if run.capped:
+        return [f"stopped after {run.steps} optimizer steps (max_steps={config.max_steps})"]
+    return []
+
+
 def distill(student: ir.Model, teacher: ir.Model | bytes | str | Path, data: DataSource | Samples,
             config: DistillConfig | None = None, *, progress: Progress | None = None) -> DistillResult:
     """Train ``student``'s float weights (in place) to match ``teacher`` on ``data``; see the module docstring.
@@ -369,31 +426,49 @@ def distill(student: ir.Model, teacher: ir.Model | bytes | str | Path, data: Dat
 
     require_torch("distillation")
     from onnxcomp.torch_exec.graph import TorchGraph
+    from onnxcomp.torch_exec.losses import output_kinds
 
     config = config or DistillConfig()
     start = time.perf_counter()
+    # first, so that an op the interpreter lacks fails before the teacher runs over all the data
+    graph = TorchGraph(student, keep_zeros=config.keep_zeros, share_clusters=config.clustered == "share")
     samples = data if isinstance(data, Samples) else load_samples(data, teacher)
     notes: list[str] = []
     use_labels = config.use_labels and samples.labels is not None
     if config.use_labels and samples.labels is None:
         notes.append("use_labels is set but the data carries no labels: distillation loss only")
     with _torch_settings(config.seed, config.threads):
-        graph = TorchGraph(student, keep_zeros=config.keep_zeros, share_clusters=config.clustered == "share")
-        kinds = _kinds(samples, config)
+        kinds = output_kinds([unit.teacher for unit in samples.units], config.loss)
         if not kinds:
             raise InputError("the teacher has no float outputs to distill from")
         clustered = _clustered(graph) if config.clustered == "recluster" else {}
-        before = _metrics(graph, samples, kinds, config.batch_size)
-        losses = _train(graph, samples, kinds, config, use_labels, progress)
-        after = _metrics(graph, samples, kinds, config.batch_size)
-        trained = graph.write_back()
-        diff = _verify(student, graph, samples, config.tolerance)
-    reclustered = _recluster(student, clustered) if clustered else []
+        verify_units = _verify_units(samples)
+        before = _predict(graph, samples.units)
+        baseline = {name: diff for name, (diff, _) in
+                    _differences(student, verify_units, before[:len(verify_units)]).items()}
+        saved = graph.snapshot()
+        run = _train(graph, samples, kinds, config, use_labels, progress) if graph.trainable else _Training([])
+        after = _predict(graph, samples.units) if run.steps else before
+        loss_before = _mean_loss(before, samples, kinds, config, use_labels)
+        loss_after = _mean_loss(after, samples, kinds, config, use_labels) if run.steps else loss_before
+        reverted = bool(run.steps) and not loss_after < loss_before
+        if reverted:  # training that does not lower the objective on its own data is not worth keeping
+            graph.restore(saved)
+            after = before
+            notes.append(f"training raised the distillation loss on the data ({loss_before:.6g} -> {loss_after:.6g}): "
+                         "the weights are left as they were")
+        trained = graph.write_back() if run.steps and not reverted else []
+        diff = _verify(student, verify_units, after[:len(verify_units)], baseline, config.tolerance)
+    notes += _training_notes(graph, run, config) + _output_notes(samples, kinds, run.left_out)
+    reclustered = _recluster(student, clustered) if clustered and trained else []
     return DistillResult(
-        epochs=config.epochs, samples=samples.count, losses=losses, trained=trained,
+        epochs=config.epochs, samples=samples.count, losses=run.losses, trained=trained,
         frozen=[Skipped(ref.name, reason) for ref, reason in graph.frozen],
-        metrics_before=before, metrics_after=after, writeback_max_abs_diff=diff, reclustered=reclustered,
-        notes=notes, seconds=time.perf_counter() - start,
+        metrics_before=_metrics(before, samples, kinds), metrics_after=_metrics(after, samples, kinds),
+        writeback_max_abs_diff=diff, reclustered=reclustered, notes=notes, seconds=time.perf_counter() - start,
+        feeds=len(samples.units), steps=run.steps, losses_by_output=dict(kinds),
+        interpreter_max_abs_diff=max(baseline.values(), default=0.0), loss_before=loss_before,
+        loss_after=loss_after, reverted=reverted,
     )
 
 

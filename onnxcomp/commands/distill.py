@@ -40,6 +40,8 @@ def _progress(epoch: int, epochs: int, loss: float) -> None:
 @click.option("--lr", type=float, default=3e-3, show_default=True, help="Adam learning rate.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Samples per optimizer step.")
+@click.option("--max-steps", type=click.IntRange(min=1),
+              help="Stop after this many optimizer steps (caps the time on large models); the report says so.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed (torch and shuffling).")
 @click.option("--threads", type=click.IntRange(min=1), help="torch intra-op threads.")
 @click.option("--clustered", type=click.Choice(["share", "recluster", "free"]), default="share", show_default=True,
@@ -48,15 +50,15 @@ def _progress(epoch: int, epochs: int, loss: float) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No per-epoch progress lines.")
 @json_option
 def command(model: str, output: str, force: bool, teacher: str, data_spec: str, shapes: tuple[str, ...],
-            epochs: int, temperature: float, alpha: float, use_labels: bool, lr: float, batch_size: int, seed: int,
-            threads: int | None, clustered: str, quiet: bool, as_json: bool) -> None:
+            epochs: int, temperature: float, alpha: float, use_labels: bool, lr: float, batch_size: int,
+            max_steps: int | None, seed: int, threads: int | None, clustered: str, quiet: bool, as_json: bool) -> None:
     """Distil MODEL (a pruned/compressed student) from --teacher on --data; pruned zeros stay zero."""
     require_torch("onnxcomp distill")
     from onnxcomp.passes.distill import DistillConfig, DistillPass
 
     config = DistillConfig(teacher=teacher, epochs=epochs, temperature=temperature, alpha=alpha,
                            use_labels=use_labels, lr=lr, batch_size=batch_size, seed=seed, threads=threads,
-                           clustered=clustered)  # type: ignore[arg-type]
+                           clustered=clustered, max_steps=max_steps)  # type: ignore[arg-type]
     prepare_output(model, output, force)
     loaded = io.load(model)
     teacher_model = io.load(teacher)

@@ -18,7 +18,7 @@ import onnx_ir as ir
 import torch
 
 from onnxcomp.errors import InputError
-from onnxcomp.torch_exec.ops import OPS, OpContext, to_torch, unsupported_ops
+from onnxcomp.torch_exec.ops import OpContext, handler_for, to_torch, unsupported_ops
 from onnxcomp.weights import WeightRef, iter_weights
 
 __all__ = ["TorchGraph", "TrainableWeight", "frozen_reason"]
@@ -150,12 +150,12 @@ class TorchGraph:
         return {value.name: tensor for value, tensor in zip(self.model.graph.outputs, outputs, strict=True)}
 
     def _run(self, graph: ir.Graph, env: dict[int, Any]) -> list[Any]:
-        context = OpContext(self.opset, lambda subgraph: self._run(subgraph, env))
+        context = OpContext(self.opset, lambda subgraph: self._run(subgraph, env), dict(self.model.opset_imports))
         for node in graph:
             if node.outputs and all(id(out) in env for out in node.outputs):
                 continue  # a Constant node whose tensor is a parameter or constant already
             inputs = [None if value is None else _lookup(env, value, node) for value in node.inputs]
-            results = OPS[node.op_type](context, node, inputs)
+            results = handler_for(node)(context, node, inputs)
             for value, result in zip(node.outputs, results, strict=False):
                 env[id(value)] = result
         return [_lookup(env, value, None) for value in graph.outputs]

@@ -83,3 +83,52 @@ def test_distilled_file_keeps_structure(pruned: Path, tmp_path: Path):
         wa, wb = onnx.numpy_helper.to_array(a), onnx.numpy_helper.to_array(b)
         assert a.name == b.name and wa.shape == wb.shape
         assert np.all(wb[wa == 0] == 0)
+
+
+def _width_model(tmp_path: Path, mode: str = "nearest") -> Path:
+    """Resize x2 -> Conv -> GlobalAveragePool -> Flatten over ``[1, 1, 4, W]``: width varies from feed to feed."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = {"scales": np.array([1, 1, 2, 2], np.float32), "w": rng.standard_normal((3, 1, 3, 3), dtype=np.float32)}
+    nodes = [helper.make_node("Resize", ["x", "", "scales"], ["up"], mode=mode),
+             helper.make_node("Conv", ["up", "w"], ["c"]), helper.make_node("GlobalAveragePool", ["c"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["logits"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, "W"])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3])],
+                              [numpy_helper.from_array(v, k) for k, v in weights.items()])
+    path = tmp_path / f"width_{mode}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
+    return path
+
+
+def test_distill_a_folder_of_feeds_of_different_widths(tmp_path: Path, capsys):
+    pytest.importorskip("torch")
+    model = _width_model(tmp_path)
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i, width in enumerate((5, 8, 6, 11)):
+        np.savez(folder / f"{i}.npz", x=rng.standard_normal((1, 1, 4, width), dtype=np.float32))
+    out = tmp_path / "distilled.onnx"
+    capsys.readouterr()
+    code = run(["distill", str(model), "--teacher", str(model), "--data", str(folder), "-o", str(out),
+                "--epochs", "3", "--batch-size", "1", "--max-steps", "5", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0 and out.exists(), captured.err
+    summary = json.loads(captured.out)["report"]["summary"]
+    assert (summary["feeds"], summary["steps"]) == (4, 5)
+    assert any("stopped after 5 optimizer steps" in note for note in summary["notes"])
+
+
+def test_unsupported_variant_is_exit_2_in_one_line(tmp_path: Path, capsys):
+    pytest.importorskip("torch")
+    model = _width_model(tmp_path, mode="cubic")
+    np.savez(tmp_path / "one.npz", x=np.ones((1, 1, 4, 5), np.float32))
+    out = tmp_path / "never.onnx"
+    capsys.readouterr()
+    code = run(["distill", str(model), "--teacher", str(model), "--data", str(tmp_path / "one.npz"), "-o", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and not out.exists()
+    assert err == ["onnxcomp: error: cannot run the model in torch for training: unsupported op(s) Resize mode 'cubic'"]
