@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for spec in specs:
         if not is_built(spec):
-            print(f"{spec.name}: not built (make realmodels)", file=sys.stderr)
+            hint = "python -m onnxcomp.corpus.build --holdout" if spec.holdout else "make realmodels"
+            print(f"{spec.name}: not built ({hint})", file=sys.stderr)
             return 2
         print(f"{spec.name} ...", file=sys.stderr, flush=True)
         model_runs = run_model(spec, model_dir(spec.name), args.work / spec.name, commands=commands,
