@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from onnxcomp.corpus import registry
-from onnxcomp.corpus.build import corpus_root, is_built, model_dir
+from onnxcomp.corpus.build import is_built, model_dir
 from onnxcomp.corpus.matrix import COMMANDS, Run, run_model
 
 
@@ -52,6 +52,37 @@ def print_table(runs: list[Run], title: str) -> None:
         print(f"| {run.model} | {run.command} | {exit_text}{'' if run.ok else ' ✗'} | {run.seconds:.1f} | "
               f"{run.peak_rss_mb:.0f} | {_fmt(v and v.size_ratio, '.3f')} | {_fmt(v and v.latency_ratio, '.2f')} | "
               f"{_metric_cell(run)} | {'; '.join(notes)} |")
+
+
+def _cell(run: Run | None) -> str:
+    """``size / latency / task`` of one written model, as ratios to the original."""
+    if run is None or run.verdict is None or not run.verdict.loads:
+        return "-" if run is None or run.exit_code == 0 else f"exit {run.exit_code}"
+    v = run.verdict
+    task = "" if v.metric_passed is None else ("✓" if v.metric_passed else "✗")
+    return f"{_fmt(v.size_ratio, '.2f')} / {_fmt(v.latency_ratio, '.2f')} {task}"
+
+
+def print_model_summary(runs: list[Run], title: str) -> None:
+    """One row per model: how its commands ended, packing against xz, and the lossy steps' size, latency and
+    whether the task was kept (✓) or not (✗)."""
+    lossy = ("quantize", "channels:0.25", "optimize:balanced", "optimize:speed", "optimize:size")
+    print(f"\n## {title}: one row per model (size / latency ratio, task kept ✓ or lost ✗)\n")
+    print("| model | exit codes of 14 commands | packed / xz -9e | " + " | ".join(lossy) + " |")
+    print("| --- | --- | ---: | " + " | ".join("---" for _ in lossy) + " |")
+    by_model: dict[str, dict[str, Run]] = {}
+    for run in runs:
+        by_model.setdefault(run.model, {})[run.command] = run
+    for model, commands in by_model.items():
+        codes: dict[str, list[str]] = {}
+        for name, run in commands.items():
+            code = "hang" if run.timed_out else ("-" if run.exit_code is None else str(run.exit_code))
+            codes.setdefault(code, []).append(name)
+        exits = ", ".join(f"{code}: {len(names)}" if code == "0" else f"{code}: {' '.join(names)}"
+                          for code, names in sorted(codes.items()))
+        pack = next((n for n in commands.get("pack", Run("", "", None, 0, 0)).notes if n.startswith("packed/xz")),
+                    "-").removeprefix("packed/xz ")
+        print(f"| {model} | {exits} | {pack} | " + " | ".join(_cell(commands.get(c)) for c in lossy) + " |")
 
 
 def summary(runs: list[Run]) -> str:
@@ -93,9 +124,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"{_metric_cell(run)} {run.stderr_tail[-150:] if run.exit_code not in (0, None) else ''}",
                   file=sys.stderr, flush=True)
         runs.extend(model_runs)
-    print_table(runs, "hold-out models" if args.holdout else f"corpus under {corpus_root()}")
+    title = "hold-out models" if args.holdout else "corpus"
+    print_model_summary(runs, title)
+    print_table(runs, title)
     print(f"\n{summary(runs)}; {time.perf_counter() - started:.0f} s wall")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([r.to_dict() for r in runs], indent=1, default=str))
     return 0 if all(r.ok for r in runs) else 1
 
