@@ -275,15 +275,22 @@ def _static_batch(inputs: Sequence[InputSpec]) -> int | None:
 # -- module:function --------------------------------------------------------------------------------------
 
 
-def _callable_source(spec: str, inputs: Sequence[InputSpec]) -> DataSource:
+def import_callable(spec: str, option: str) -> Callable[..., object]:
+    """The function named ``package.module:function`` (for ``--data`` and ``--metric``); a one-line InputError
+    naming ``option`` when the module or the function is not there."""
     module_name, _, func_name = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise InputError(f"--data {spec}: cannot import module {module_name!r} ({exc})") from None
+        raise InputError(f"{option} {spec}: cannot import module {module_name!r} ({exc})") from None
     func = getattr(module, func_name, None)
     if not callable(func):
-        raise InputError(f"--data {spec}: {module_name!r} has no function {func_name!r}")
+        raise InputError(f"{option} {spec}: {module_name!r} has no function {func_name!r}")
+    return func
+
+
+def _callable_source(spec: str, inputs: Sequence[InputSpec]) -> DataSource:
+    func = import_callable(spec, "--data")
 
     def batches() -> Iterator[Batch]:
         for index, feed in enumerate(func()):

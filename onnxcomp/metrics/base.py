@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -10,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from onnxcomp.data import import_callable
 from onnxcomp.errors import InputError
 
 #: One sample's outputs, by output name.
@@ -72,15 +72,7 @@ def load_metric(spec: str) -> Metric:
     """Import the metric named ``package.module:function``; a one-line InputError when it is not there."""
     if not re.fullmatch(r"[\w.]+:\w+", spec):
         raise InputError(f"--metric {spec!r}: expected module:function, e.g. onnxcomp.corpus.models.yolov8n:metric")
-    module_name, _, func_name = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputError(f"--metric {spec}: cannot import module {module_name!r} ({exc})") from None
-    func = getattr(module, func_name, None)
-    if not callable(func):
-        raise InputError(f"--metric {spec}: {module_name!r} has no function {func_name!r}")
-    return func
+    return import_callable(spec, "--metric")  # type: ignore[return-value]
 
 
 def check_pairing(reference: Sequence[Outputs], candidate: Sequence[Outputs]) -> None:
